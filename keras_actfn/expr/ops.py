@@ -1,0 +1,354 @@
+"""The operator registry: every operator of every search space in the seeds.
+
+One table serves CAFE (§3.1.1), PANGAEA (Table 4.1), AQuaSurF (Table A.3 plus the n-ary
+sum/prod/max/min) and GRAFS (Figure 1). A search space is a subset of these names.
+
+Each operator has a canonical name, aliases (the AQuaSurF and common spellings), an arity
+(1, 2, 3, or ``VARIADIC`` for the n-ary reductions), a TensorFlow implementation, a NumPy
+implementation that agrees with it, a pretty math template and a note on its asymptotes.
+
+Safety rule, applied uniformly: **where the real value is undefined the operator returns 0**.
+That is division by zero (``tf.math.divide_no_nan``, as PANGAEA states), the reciprocal of 0,
+roots, logs and fractional powers of negative numbers, and ``arctanh`` outside (-1, 1).
+Gradients are guarded the same way (no NaN leaks from the untaken branch of a ``where``).
+Values that exist but exceed float32 (``exp(100)``) still overflow to inf: that is a property
+of the candidate function, and the evaluation harness records it as a failure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import scipy.special as sps
+import tensorflow as tf
+
+VARIADIC = -1
+
+#: epsilon of the CAFE operators log|x + eps| and x1 / (x2 + eps)
+EPS = 1e-7
+SELU_LAMBDA = 1.0507009873554805
+SELU_ALPHA = 1.6732632423543772
+LEAKY_SLOPE = 0.01  # Leaky ReLU slope of §4.7 and of GRAFS (PyTorch default)
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    arity: int
+    tf_fn: Callable = field(repr=False, compare=False)
+    np_fn: Callable = field(repr=False, compare=False)
+    pretty: str = field(compare=False)
+    aliases: tuple = field(default=(), compare=False)
+    note: str = field(default="", compare=False)
+    infix: str | None = field(default=None, compare=False)
+
+    def accepts(self, nargs: int) -> bool:
+        return nargs >= 2 if self.arity == VARIADIC else nargs == self.arity
+
+    @property
+    def arity_text(self) -> str:
+        return "2 or more" if self.arity == VARIADIC else str(self.arity)
+
+
+REGISTRY: dict[str, Operator] = {}
+ALIASES: dict[str, str] = {}
+
+
+def register(op: Operator) -> Operator:
+    """Add an operator (users may register their own; names must be new)."""
+    for name in (op.name, *op.aliases):
+        if name in ALIASES:
+            raise ValueError(f"operator name {name!r} is already taken by {ALIASES[name]!r}")
+    REGISTRY[op.name] = op
+    for name in (op.name, *op.aliases):
+        ALIASES[name] = op.name
+    return op
+
+
+def get(name: str) -> Operator:
+    """The operator called ``name`` (canonical name or alias)."""
+    try:
+        return REGISTRY[ALIASES[name]]
+    except KeyError:
+        raise KeyError(f"unknown operator {name!r}") from None
+
+
+def names(arity: int | None = None) -> list[str]:
+    """Canonical operator names, optionally only those of one arity."""
+    return [n for n, op in REGISTRY.items() if arity is None or op.arity == arity]
+
+
+def _op(name, arity, tf_fn, np_fn, pretty, aliases=(), note="", infix=None):
+    return register(Operator(name, arity, tf_fn, np_fn, pretty, tuple(aliases), note, infix))
+
+
+# ---------------------------------------------------------------------------------------
+# Guarded evaluation: compute fn only where ``ok`` holds, 0 elsewhere, with gradients that
+# stay finite (the inner ``where`` keeps the untaken branch away from the singular point).
+def _tf_guard(ok, fn, x, safe_value=1.0, fill=0.0):
+    safe_x = tf.where(ok, x, tf.cast(safe_value, x.dtype))
+    return tf.where(ok, fn(safe_x), tf.cast(fill, x.dtype))
+
+
+def _np_guard(ok, fn, x, safe_value=1.0, fill=0.0):
+    safe_x = np.where(ok, x, safe_value)
+    with np.errstate(all="ignore"):
+        return np.where(ok, fn(safe_x), fill)
+
+
+def _np_sigmoid(x):
+    return sps.expit(x)
+
+
+def _np_softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _tf_sinc(x):
+    small = tf.abs(x) < 1e-4
+    big = _tf_guard(~small, lambda v: tf.sin(v) / v, x)
+    return tf.where(small, 1.0 - x * x / 6.0, big)
+
+
+def _np_sinc(x):
+    small = np.abs(x) < 1e-4
+    return np.where(small, 1.0 - x * x / 6.0, _np_guard(~small, lambda v: np.sin(v) / v, x))
+
+
+def _tf_pow(a, b):
+    a, b = _tf_broadcast(a, b)
+    b_is_int = tf.equal(b, tf.round(b))
+    ok = (a > 0) | ((a < 0) & b_is_int) | (tf.equal(a, 0) & (b >= 0))
+    return tf.where(ok, tf.pow(tf.where(ok, a, tf.ones_like(a)), b), tf.zeros_like(a))
+
+
+def _np_pow(a, b):
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+    ok = (a > 0) | ((a < 0) & (b == np.round(b))) | ((a == 0) & (b >= 0))
+    with np.errstate(all="ignore"):
+        return np.where(ok, np.power(np.where(ok, a, 1.0), b), 0.0)
+
+
+def _tf_broadcast(a, b):
+    a = tf.convert_to_tensor(a)
+    b = tf.convert_to_tensor(b, dtype=a.dtype)
+    shape = tf.broadcast_dynamic_shape(tf.shape(a), tf.shape(b))
+    return tf.broadcast_to(a, shape), tf.broadcast_to(b, shape)
+
+
+def _tf_div(a, b):
+    a, b = _tf_broadcast(a, b)
+    ok = tf.not_equal(b, 0)
+    return tf.where(ok, a / tf.where(ok, b, tf.ones_like(b)), tf.zeros_like(a))
+
+
+def _np_div(a, b):
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+    ok = b != 0
+    with np.errstate(all="ignore"):
+        return np.where(ok, a / np.where(ok, b, 1.0), 0.0)
+
+
+def _np_gelu(x):
+    return 0.5 * x * sps.erfc(-x / math.sqrt(2.0))
+
+
+def _tf_gelu(x):
+    return 0.5 * x * tf.math.erfc(-x / math.sqrt(2.0))
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def _np_elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
+
+
+def _np_selu(x):
+    return SELU_LAMBDA * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0.0)))
+
+
+def _tf_elish(x):
+    return tf.sigmoid(x) * tf.where(x >= 0, x, tf.math.expm1(tf.minimum(x, 0.0)))
+
+
+def _np_elish(x):
+    return _np_sigmoid(x) * np.where(x >= 0, x, np.expm1(np.minimum(x, 0.0)))
+
+
+def _tf_hard_sigmoid(x):
+    return tf.clip_by_value(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def _np_hard_sigmoid(x):
+    return np.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def _tf_nary(reduce):
+    def fn(*args):
+        return reduce(tf.stack(_tf_broadcast_all(args), axis=0), axis=0)
+
+    return fn
+
+
+def _tf_broadcast_all(args):
+    args = [tf.convert_to_tensor(a) for a in args]
+    args = [tf.cast(a, args[0].dtype) for a in args]
+    shape = tf.shape(args[0])
+    for a in args[1:]:
+        shape = tf.broadcast_dynamic_shape(shape, tf.shape(a))
+    return [tf.broadcast_to(a, shape) for a in args]
+
+
+def _np_nary(reduce):
+    def fn(*args):
+        return reduce(np.stack(np.broadcast_arrays(*[np.asarray(a, float) for a in args])), axis=0)
+
+    return fn
+
+
+def _np_mix(a, b, w):
+    s = _np_sigmoid(w)
+    return s * a + (1.0 - s) * b
+
+
+def _tf_mix(a, b, w):
+    s = tf.sigmoid(w)
+    return s * a + (1.0 - s) * b
+
+
+_NEVER = "finite everywhere"
+_OVER = "overflows float32 to inf for large |x|"
+
+# ---------------------------------------------------------------------- unary operators
+_op("zero", 1, tf.zeros_like, np.zeros_like, "0", note="constant 0")
+_op("one", 1, tf.ones_like, np.ones_like, "1", note="constant 1")
+_op("identity", 1, tf.identity, lambda x: np.asarray(x, float), "{0}", ["linear", "id"], _NEVER)
+_op("neg", 1, tf.negative, np.negative, "−{0:a}", ["negative"], _NEVER, infix="-")
+_op("abs", 1, tf.abs, np.abs, "|{0}|", [], _NEVER)
+_op("square", 1, tf.square, np.square, "{0:a}²", ["sqr"], "grows as x²")
+_op("cube", 1, lambda x: x * x * x, lambda x: x * x * x, "{0:a}³", [], "grows as x³")
+_op("sqrt", 1, lambda x: _tf_guard(x > 0, tf.sqrt, x), lambda x: _np_guard(x > 0, np.sqrt, x),
+    "√{0:a}", [], "0 for x <= 0 (undefined for x < 0); derivative infinite at 0+")
+_op("exp", 1, tf.exp, np.exp, "e^{0:a}", [], "0 as x -> -inf; " + _OVER)
+_op("expm1", 1, tf.math.expm1, np.expm1, "(e^{0:a} − 1)", ["exp_minus_1", "exp_m1"],
+    "-1 as x -> -inf; " + _OVER)
+_op("gaussian", 1, lambda x: tf.exp(-tf.square(x)), lambda x: np.exp(-np.square(x)),
+    "e^(−{0:a}²)", ["gauss", "exp_neg_square"], "0 at both ends, 1 at 0")
+_op("softplus", 1, tf.nn.softplus, _np_softplus, "softplus({0})", [],
+    "0 as x -> -inf, ~x as x -> inf (computed stably)")
+_op("log_abs", 1,
+    lambda x: _tf_guard(tf.not_equal(x + EPS, 0), lambda v: tf.math.log(tf.abs(v + EPS)), x),
+    lambda x: _np_guard(x + EPS != 0, lambda v: np.log(np.abs(v + EPS)), x),
+    "log|{0} + ε|", ["log_abs_eps"], "-inf at x = -eps is replaced by 0; grows as log|x|")
+_op("log", 1, lambda x: _tf_guard(x > 0, tf.math.log, x), lambda x: _np_guard(x > 0, np.log, x),
+    "log({0})", ["ln"], "0 for x <= 0 (undefined there); log(sigmoid(.)) parses to log_sigmoid")
+_op("sin", 1, tf.sin, np.sin, "sin({0})", [], "periodic, bounded")
+_op("cos", 1, tf.cos, np.cos, "cos({0})", [], "periodic, bounded")
+_op("sinh", 1, tf.sinh, np.sinh, "sinh({0})", [], _OVER)
+_op("cosh", 1, tf.cosh, np.cosh, "cosh({0})", [], _OVER)
+_op("tanh", 1, tf.tanh, np.tanh, "tanh({0})", [], "bounded in (-1, 1)")
+_op("arcsinh", 1, tf.asinh, np.arcsinh, "arcsinh({0})", ["asinh"], "grows as log|x|")
+_op("arctan", 1, tf.atan, np.arctan, "arctan({0})", ["atan"], "bounded in (-pi/2, pi/2)")
+_op("arctanh", 1, lambda x: _tf_guard(tf.abs(x) < 1, tf.atanh, x, 0.0),
+    lambda x: _np_guard(np.abs(x) < 1, np.arctanh, x, 0.0),
+    "arctanh({0})", ["atanh"], "0 for |x| >= 1 (undefined there); poles at +-1")
+_op("relu", 1, tf.nn.relu, lambda x: np.maximum(x, 0.0), "max{{{0}, 0}}", ["max0"], _NEVER)
+_op("min0", 1, lambda x: tf.minimum(x, 0.0), lambda x: np.minimum(x, 0.0), "min{{{0}, 0}}",
+    ["min_zero", "relu_neg"], _NEVER)
+_op("sigmoid", 1, tf.sigmoid, _np_sigmoid, "σ({0})", ["logistic"], "bounded in (0, 1)")
+_op("erf", 1, tf.math.erf, sps.erf, "erf({0})", [], "bounded in (-1, 1)")
+_op("erfc", 1, tf.math.erfc, sps.erfc, "erfc({0})", [], "bounded in (0, 2)")
+_op("sinc", 1, _tf_sinc, _np_sinc, "sinc({0})", [], "sin(x)/x, 1 at x = 0 (unnormalized)")
+_op("reciprocal", 1,
+    lambda x: _tf_guard(tf.not_equal(x, 0), tf.math.reciprocal, x),
+    lambda x: _np_guard(x != 0, np.reciprocal, x),
+    "{0:a}⁻¹", ["inv", "inverse"], "1/x; 0 at x = 0 (pole); 0 as |x| -> inf")
+_op("log_sigmoid", 1, tf.math.log_sigmoid, lambda x: -_np_softplus(-x), "log σ({0})",
+    ["logsigmoid"], "~x as x -> -inf (computed stably), 0 as x -> inf")
+_op("bessel_i0e", 1, tf.math.special.bessel_i0e, sps.i0e, "i0e({0})", ["i0e"],
+    "1 at 0, decays as 1/sqrt(2 pi |x|)")
+_op("bessel_i1e", 1, tf.math.special.bessel_i1e, sps.i1e, "i1e({0})", ["i1e"],
+    "0 at 0, odd, decays as sign(x)/sqrt(2 pi |x|)")
+_op("elu", 1, tf.nn.elu, _np_elu, "ELU({0})", [], "-1 as x -> -inf, linear for x > 0")
+_op("selu", 1, tf.nn.selu, _np_selu, "SELU({0})", [],
+    "-lambda*alpha as x -> -inf, lambda*x for x > 0")
+_op("swish", 1, tf.nn.silu, lambda x: x * _np_sigmoid(x), "Swish({0})", ["silu"],
+    "x*sigmoid(x): 0 as x -> -inf, ~x as x -> inf")
+_op("hard_sigmoid", 1, _tf_hard_sigmoid, _np_hard_sigmoid, "HardSigmoid({0})",
+    ["hardsigmoid"], "max(0, min(1, 0.2x + 0.5)) as in §4.7")
+_op("softsign", 1, tf.nn.softsign, lambda x: x / (1.0 + np.abs(x)), "Softsign({0})", [],
+    "bounded in (-1, 1)")
+_op("gelu", 1, _tf_gelu, _np_gelu, "GELU({0})", [], "exact x*Phi(x); 0 as x -> -inf")
+_op("gelu_tanh", 1,
+    lambda x: 0.5 * x * (1.0 + tf.tanh(_GELU_C * (x + 0.044715 * x * x * x))),
+    lambda x: 0.5 * x * (1.0 + np.tanh(_GELU_C * (x + 0.044715 * x * x * x))),
+    "GELUₜ({0})", ["gelu_approx"], "the tanh approximation of §4.7")
+_op("leaky_relu", 1, lambda x: tf.nn.leaky_relu(x, LEAKY_SLOPE),
+    lambda x: np.where(x >= 0, x, LEAKY_SLOPE * x), "LeakyReLU({0})", ["leakyrelu"],
+    "slope 0.01 for x < 0")
+_op("elish", 1, _tf_elish, _np_elish, "ELiSH({0})", [], "-> 0 as x -> -inf, ~x as x -> inf")
+_op("mish", 1, lambda x: x * tf.tanh(tf.nn.softplus(x)),
+    lambda x: x * np.tanh(_np_softplus(x)), "Mish({0})", [], "x*tanh(softplus(x))")
+
+# --------------------------------------------------------------------- binary operators
+_op("add", 2, tf.add, np.add, "{0} + {1}", ["plus"], _NEVER, infix="+")
+_op("sub", 2, tf.subtract, np.subtract, "{0} − {1}", ["subtract", "minus"], _NEVER, infix="-")
+_op("mul", 2, tf.multiply, np.multiply, "{0}·{1}", ["multiply", "times"], _NEVER, infix="*")
+_op("div", 2, _tf_div, _np_div, "{0}/{1}", ["divide", "div_no_nan"],
+    "x1/x2 with 0 where x2 = 0 (divide_no_nan)", infix="/")
+_op("div_eps", 2, lambda a, b: _tf_div(a, b + EPS), lambda a, b: _np_div(a, b + EPS),
+    "{0}/({1} + ε)", ["div_epsilon"], "x1/(x2 + eps) (CAFE); 0 where x2 = -eps")
+_op("pow", 2, _tf_pow, _np_pow, "{0:a}^{1:a}", ["power"],
+    "x1^x2; 0 where undefined (x1 < 0 with non-integer x2, 0 to a negative power)",
+    infix="^")
+_op("max", 2, tf.maximum, np.maximum, "max{{{0}, {1}}}", ["maximum"], _NEVER)
+_op("min", 2, tf.minimum, np.minimum, "min{{{0}, {1}}}", ["minimum"], _NEVER)
+_op("gate", 2, lambda a, b: tf.sigmoid(a) * b, lambda a, b: _np_sigmoid(a) * b,
+    "σ({0})·{1:a}", ["sigmoid_mul"], "sigmoid(x1)*x2 (GRAFS)")
+_op("left", 2, lambda a, b: a + tf.zeros_like(b), lambda a, b: a + np.zeros_like(b),
+    "{0}", ["L", "left_proj"], "projection onto x1 (GRAFS L)")
+_op("right", 2, lambda a, b: b + tf.zeros_like(a), lambda a, b: b + np.zeros_like(a),
+    "{1}", ["R", "right_proj"], "projection onto x2 (GRAFS R)")
+
+# ------------------------------------------------------------------- ternary and n-ary
+_op("mix", 3, _tf_mix, _np_mix, "σ({2})·{0:a} + (1 − σ({2}))·{1:a}", ["beta_mix"],
+    "sigmoid(w)*x1 + (1 - sigmoid(w))*x2, the GRAFS mixing operator with weight w")
+_op("sum_n", VARIADIC, _tf_nary(tf.reduce_sum), _np_nary(np.sum), "Σ({args})",
+    ["sum"], "sum of all inputs")
+_op("prod_n", VARIADIC, _tf_nary(tf.reduce_prod), _np_nary(np.prod), "Π({args})",
+    ["prod", "product"], "product of all inputs")
+_op("max_n", VARIADIC, _tf_nary(tf.reduce_max), _np_nary(np.max), "max{{{args}}}", [],
+    "maximum of all inputs")
+_op("min_n", VARIADIC, _tf_nary(tf.reduce_min), _np_nary(np.min), "min{{{args}}}", [],
+    "minimum of all inputs")
+
+# --------------------------------------------------------------- search-space subsets
+CAFE_UNARY = ("zero", "one", "identity", "neg", "abs", "square", "cube", "sqrt", "exp",
+              "gaussian", "softplus", "log_abs", "sin", "sinh", "arcsinh", "cos", "cosh",
+              "tanh", "arctanh", "relu", "min0", "sigmoid", "erf", "sinc")
+CAFE_BINARY = ("add", "sub", "mul", "div_eps", "max", "min")
+
+PANGAEA_UNARY = ("zero", "one", "identity", "neg", "abs", "reciprocal", "square", "exp",
+                 "erf", "erfc", "sinh", "cosh", "tanh", "expm1", "sigmoid", "log_sigmoid",
+                 "arcsinh", "arctan", "bessel_i0e", "bessel_i1e", "relu", "elu", "selu",
+                 "swish", "softplus", "softsign", "hard_sigmoid")
+PANGAEA_BINARY = ("add", "sub", "mul", "div", "pow", "max", "min")
+
+# Table A.3 holds the same 27 unary and 7 binary operators as Table 4.1 (27*27*7 = 5,103
+# three-node functions); the n-ary node of A.4.3 uses sum, product, max and min.
+AQUASURF_UNARY = PANGAEA_UNARY
+AQUASURF_BINARY = PANGAEA_BINARY
+AQUASURF_NARY = ("sum_n", "prod_n", "max_n", "min_n")
+
+# GRAFS Figure 1 (23 unary, 9 binary). The OCR of the figure lists "x" twice; the second is
+# read as |x|. The three unary entries with a learnable gamma are not registry operators but
+# small expressions over it (GRAFS_TEMPLATES); on export gamma becomes a learned constant.
+GRAFS_UNARY = ("identity", "neg", "abs", "square", "cube", "sqrt", "exp", "gamma",
+               "gamma_mul", "gamma_add", "sigmoid", "softplus", "sinh", "tanh", "arcsinh",
+               "arctan", "erf", "min0", "relu", "gelu", "swish", "elu", "leaky_relu")
+GRAFS_BINARY = ("add", "sub", "mul", "max", "min", "gate", "mix", "left", "right")
+GRAFS_TEMPLATES = {"gamma": "gamma", "gamma_mul": "gamma*x", "gamma_add": "x + gamma"}
