@@ -1,0 +1,5 @@
+"""Model zoo. Every builder takes ``activation=`` (text, Keras name, or layer factory)."""
+
+from .small import all_cnn_c, mnist1d_cnn, mnist1d_mlp
+
+__all__ = ["all_cnn_c", "mnist1d_cnn", "mnist1d_mlp"]
