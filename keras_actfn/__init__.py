@@ -16,9 +16,10 @@ from .expr import (Expr, ParseError, evaluate, fingerprint, fingerprint_key,  # 
 from .layers import CustomActivation  # noqa: E402
 from .layers.baselines import APL, PAU, SPLASH, PReLU, PSwish  # noqa: E402
 from .library import BASELINE_FUNCTIONS, DISCOVERED_FUNCTIONS  # noqa: E402
-# (surgery export added when keras_actfn.surgery lands)
+from .surgery import SurgeryError, find_activation_sites, replace_activations  # noqa: E402
 
 __all__ = ["parse", "Expr", "ParseError", "evaluate", "fingerprint", "fingerprint_key",
            "gaussian_moments", "CustomActivation", "PReLU", "PSwish", "APL", "PAU", "SPLASH",
            "BASELINE_FUNCTIONS", "DISCOVERED_FUNCTIONS", "replace_activations",
+           "find_activation_sites", "SurgeryError",
            "keras_description", "__version__"]

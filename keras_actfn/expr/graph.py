@@ -45,6 +45,9 @@ class Expr:
     def __setattr__(self, name, value):
         raise AttributeError(f"{type(self).__name__} is immutable")
 
+    def __delattr__(self, name):  # slots can be deleted unless this is closed too
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
     def __eq__(self, other):
         return isinstance(other, Expr) and self._hash == other._hash and self._key == other._key
 
@@ -317,6 +320,10 @@ def evaluate(node: Expr, x, params: Mapping | None = None, backend: str = "numpy
         import tensorflow as tf
 
         x = tf.convert_to_tensor(x)
+        # plain numbers (Python or NumPy) take the input's dtype; tensors pass as they are
+        params = {k: v if tf.is_tensor(v) or isinstance(v, tf.Variable)
+                  else tf.constant(np.asarray(v, dtype=x.dtype.as_numpy_dtype))
+                  for k, v in params.items()}
 
         def const(v):
             return tf.constant(v, dtype=x.dtype)

@@ -122,7 +122,13 @@ def _tf_pow(a, b):
     a, b = _tf_broadcast(a, b)
     b_is_int = tf.equal(b, tf.round(b))
     ok = (a > 0) | ((a < 0) & b_is_int) | (tf.equal(a, 0) & (b >= 0))
-    return tf.where(ok, tf.pow(tf.where(ok, a, tf.ones_like(a)), b), tf.zeros_like(a))
+    # 0^b with 0 <= b < 1 takes its exact value (1 or 0) off tf.pow, whose gradient there is
+    # 0*inf = NaN (b = 0) or inf (0 < b < 1); the slope is 0 there, as for the guarded sqrt
+    zero_base = tf.equal(a, 0) & (b < 1)
+    direct = ok & ~zero_base
+    y = tf.pow(tf.where(direct, a, tf.ones_like(a)), b)
+    at_zero = tf.where(ok & tf.equal(b, 0), tf.ones_like(a), tf.zeros_like(a))
+    return tf.where(direct, y, at_zero)
 
 
 def _np_pow(a, b):
@@ -260,7 +266,10 @@ _op("relu", 1, tf.nn.relu, lambda x: np.maximum(x, 0.0), "max{{{0}, 0}}", ["max0
 _op("min0", 1, lambda x: tf.minimum(x, 0.0), lambda x: np.minimum(x, 0.0), "min{{{0}, 0}}",
     ["min_zero", "relu_neg"], _NEVER)
 _op("sigmoid", 1, tf.sigmoid, _np_sigmoid, "σ({0})", ["logistic"], "bounded in (0, 1)")
-_op("erf", 1, tf.math.erf, sps.erf, "erf({0})", [], "bounded in (-1, 1)")
+# the clip (erf(+-10) is +-1 to double precision) keeps tf.math.erf off its float64 NaN
+# for |x| > ~1.3e154
+_op("erf", 1, lambda x: tf.math.erf(tf.clip_by_value(x, -10.0, 10.0)), sps.erf, "erf({0})", [],
+    "bounded in (-1, 1)")
 _op("erfc", 1, tf.math.erfc, sps.erfc, "erfc({0})", [], "bounded in (0, 2)")
 _op("sinc", 1, _tf_sinc, _np_sinc, "sinc({0})", [], "sin(x)/x, 1 at x = 0 (unnormalized)")
 _op("reciprocal", 1,
@@ -287,7 +296,8 @@ _op("gelu_tanh", 1,
     lambda x: 0.5 * x * (1.0 + tf.tanh(_GELU_C * (x + 0.044715 * x * x * x))),
     lambda x: 0.5 * x * (1.0 + np.tanh(_GELU_C * (x + 0.044715 * x * x * x))),
     "GELUₜ({0})", ["gelu_approx"], "the tanh approximation of §4.7")
-_op("leaky_relu", 1, lambda x: tf.nn.leaky_relu(x, LEAKY_SLOPE),
+# not tf.nn.leaky_relu: it keeps its slope as a float32 attribute (0.0099999998 in float64)
+_op("leaky_relu", 1, lambda x: tf.where(x >= 0, x, LEAKY_SLOPE * x),
     lambda x: np.where(x >= 0, x, LEAKY_SLOPE * x), "LeakyReLU({0})", ["leakyrelu"],
     "slope 0.01 for x < 0")
 _op("elish", 1, _tf_elish, _np_elish, "ELiSH({0})", [], "-> 0 as x -> -inf, ~x as x -> inf")

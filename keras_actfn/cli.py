@@ -1,0 +1,187 @@
+"""The ``keras-actfn`` command line (also ``python -m keras_actfn``).
+
+Each subcommand is one function taking the parsed arguments and returning an exit status,
+registered with :func:`command` together with a function that declares its arguments::
+
+    def _demo_arguments(parser):
+        parser.add_argument("fn")
+
+    @command("demo", "one-line help", arguments=_demo_arguments)
+    def demo(args):
+        print(args.fn)
+        return 0
+
+Heavy modules (Keras models, training code, matplotlib) are imported inside the command
+functions, so building the parser and ``--help`` stay quick.
+
+Exit statuses: 0 success, 1 a command failed at run time, 2 bad usage or bad
+activation-function text (the message, with a caret under the offending position, goes to
+stderr; no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+PROG = "keras-actfn"
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str | None = None
+
+
+#: registered subcommands, in the order ``--help`` lists them
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, *, arguments=None, description=None):
+    """Decorator registering ``run(args) -> int`` as subcommand ``name``."""
+
+    def register(run):
+        if name in COMMANDS:
+            raise ValueError(f"subcommand {name!r} is already registered")
+        COMMANDS[name] = Command(name, help, arguments or (lambda parser: None), run,
+                                 description or run.__doc__)
+        return run
+
+    return register
+
+
+class UsageError(Exception):
+    """Bad command-line input found after parsing; reported without a traceback, exit 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Discover, inspect and evaluate activation functions for Keras models.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        cmd.arguments(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line; return the exit status (argparse's own exits included)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, usage errors
+        return _exit_code(stop.code)
+    from .expr import ParseError
+
+    try:
+        return int(args._command.run(args) or 0)
+    except ParseError as err:
+        print(f"{PROG} {args.command}: bad activation function: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as err:
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _exit_code(code) -> int:
+    if code is None:
+        return EXIT_OK
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return EXIT_FAILURE
+
+
+# ---------------------------------------------------------------------------- helpers
+def default_plot_name(text: str) -> str:
+    """``activation_<slug>_<hash8>.png`` for canonical text: readable, and unique per text."""
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:40].rstrip("_")
+    return f"activation_{slug}_{digest}.png" if slug else f"activation_{digest}.png"
+
+
+def _format_number(value: float) -> str:
+    return repr(float(value)) if not math.isfinite(value) else f"{value:.10g}"
+
+
+# ------------------------------------------------------------------------------ show
+def _show_arguments(p):
+    p.add_argument("fn", help='activation-function text, e.g. "alpha*swish(beta*x)"')
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="where to write the PNG (default: activation_<slug>_<hash>.png "
+                        "in the current directory)")
+    p.add_argument("--range", nargs=2, type=float, default=(-5.0, 5.0), metavar=("LOW", "HIGH"),
+                   dest="x_range", help="input range of the plot (default: -5 5)")
+    p.add_argument("--samples", type=int, default=30, metavar="N",
+                   help="curves drawn at random parameters ~ U(0.5, 2) (default: 30)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the parameter draws")
+    p.add_argument("--no-plot", action="store_true", help="print the summary only")
+
+
+@command("show", "describe one activation function and plot it", arguments=_show_arguments)
+def show(args) -> int:
+    """Print an activation function's canonical text, math form, parameter slots, size and
+    Gaussian moments E f(Z), E f(Z)^2 for Z ~ N(0, 1) at the initial parameters (all 1),
+    then plot it (bold: parameters 1; thin: parameters drawn from U(0.5, 2))."""
+    from .expr import gaussian_moments, parse
+
+    low, high = args.x_range
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise UsageError(f"--range needs LOW < HIGH, both finite; got {low:g} {high:g}")
+    if args.samples < 0:
+        raise UsageError(f"--samples must be >= 0, got {args.samples}")
+
+    expr = parse(args.fn)
+    text = str(expr)
+    mean, second = gaussian_moments(expr)
+    params = expr.params
+    print(f"text:        {text}")
+    print(f"math:        {expr.pretty()}")
+    print(f"parameters:  {', '.join(params) if params else '(none)'}")
+    print(f"nodes:       {expr.node_count}")
+    print(f"E f(Z):      {_format_number(mean)}    (Z ~ N(0, 1), parameters = 1)")
+    print(f"E f(Z)^2:    {_format_number(second)}")
+    if args.no_plot:
+        return EXIT_OK
+
+    try:
+        from .plots import plot_activation
+    except ImportError as err:  # pragma: no cover - depends on the installed extras
+        print(f"{PROG} show: cannot plot: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    path = args.output or default_plot_name(text)
+    try:
+        plot_activation(expr, path=path, x_range=(low, high), param_samples=args.samples,
+                        seed=args.seed)
+    except OSError as err:
+        print(f"{PROG} show: cannot write {path}: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"plot:        {os.path.abspath(path)}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
