@@ -624,3 +624,22 @@ def test_section_4_7_closed_forms_match_the_registry():
     for closed, op in pairs.items():
         np.testing.assert_allclose(evaluate(parse(closed), SEED_X), evaluate(parse(op), SEED_X),
                                    rtol=1e-12, atol=1e-14, err_msg=closed)
+
+
+def test_every_tree_within_the_depth_limit_round_trips_and_deeper_trees_are_refused():
+    from keras_actfn.expr.graph import MAX_DEPTH as GRAPH_MAX_DEPTH
+    g = X
+    for i in range(GRAPH_MAX_DEPTH):  # alternate shapes that each add a nesting level
+        g = Apply(("sigmoid", "neg", "pow")[i % 3], *((g,) if i % 3 < 2 else (Const(-2.0), g)))
+    assert g.depth == GRAPH_MAX_DEPTH
+    assert parse(str(g)) == g
+    assert pickle.loads(pickle.dumps(g)) == g
+    with pytest.raises(ValueError, match="deeper"):
+        Apply("sigmoid", g)
+
+
+def test_long_chains_fail_at_the_first_operator_past_the_limit():
+    from keras_actfn.expr.graph import MAX_DEPTH as GRAPH_MAX_DEPTH
+    with pytest.raises(ParseError, match="deep") as info:
+        parse("x" + "+x" * 5000)
+    assert info.value.position == 1 + 2 * GRAPH_MAX_DEPTH  # the 65th '+'

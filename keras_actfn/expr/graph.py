@@ -28,15 +28,24 @@ _PARAM_PRETTY = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "zet
                  "xi": "ξ", "rho": "ρ", "tau": "τ", "phi": "φ", "chi": "χ", "psi": "ψ",
                  "omega": "ω"}
 
+#: the deepest tree allowed (operator nodes on one root-to-leaf path). Printing, parsing and
+#: evaluation recurse this deep; every tree within it prints to text that parses back.
+MAX_DEPTH = 64
+
 # precedence for printing: higher binds tighter
 _PREC = {"add": 1, "sub": 1, "mul": 2, "div": 2, "neg": 3, "pow": 4}
 _ATOM = 5
 
 
 class Expr:
-    """Base of the four node kinds. Immutable; equality and hash are structural."""
+    """Base of the four node kinds. Immutable; equality and hash are structural.
+
+    An inner node's key holds its children (not their keys), so hashing is O(1) per node
+    and equality compares cached hashes before it descends.
+    """
 
     __slots__ = ("_key", "_hash")
+    _depth = 0
 
     def _freeze(self, key):
         object.__setattr__(self, "_key", key)
@@ -103,7 +112,7 @@ class Expr:
     @property
     def depth(self) -> int:
         """Operator nodes on the longest root-to-leaf path."""
-        return _depth(self)
+        return self._depth
 
     def substitute(self, values: Mapping[str, float]) -> "Expr":
         """Replace parameter slots named in ``values`` by constants."""
@@ -166,7 +175,7 @@ class Param(Expr):
 class Apply(Expr):
     """An operator applied to sub-expressions."""
 
-    __slots__ = ("op", "args")
+    __slots__ = ("op", "args", "_depth")
 
     def __init__(self, op, *args):
         op = op if isinstance(op, _ops.Operator) else _ops.get(op)
@@ -176,9 +185,13 @@ class Apply(Expr):
         for a in args:
             if not isinstance(a, Expr):
                 raise TypeError(f"operator inputs must be Expr, got {type(a).__name__}")
+        depth = 1 + max(a._depth for a in args)
+        if depth > MAX_DEPTH:
+            raise ValueError(f"expression deeper than {MAX_DEPTH} operators")
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "args", args)
-        self._freeze((op.name,) + tuple(a._key for a in args))
+        object.__setattr__(self, "_depth", depth)
+        self._freeze((op.name,) + args)
 
     @property
     def children(self):
@@ -193,16 +206,6 @@ X = Var()
 
 def _lift(v) -> Expr:
     return v if isinstance(v, Expr) else Const(v)
-
-
-def _depth(node) -> int:
-    best, stack = 0, [(node, 0)]
-    while stack:  # iterative: a long chain "x+x+...+x" is deep
-        node, d = stack.pop()
-        if isinstance(node, Apply):
-            stack.extend((a, d + 1) for a in node.args)
-            best = max(best, d + 1)
-    return best
 
 
 def _map_leaves(node, fn):

@@ -61,7 +61,8 @@ def gaussian_moments(fn, mean: float = 0.0, var: float = 1.0, params=None):
     """``(E f(X), E f(X)^2)`` for ``X ~ N(mean, var)``, by adaptive quadrature.
 
     ``params`` maps parameter names to scalars (default 1). Results are cached per
-    (function, mean, var, params). Functions that overflow give ``inf``/``nan``.
+    (function, mean, var, params). Where the integral does not converge (a pole such as
+    ``1/x``, an overflow) the mean is ``nan`` and the second moment ``inf``.
     """
     expr = parse(fn)
     frozen = tuple(sorted((k, float(v)) for k, v in (params or {}).items()))
@@ -94,8 +95,11 @@ def _moments(expr: Expr, mean: float, var: float, params: tuple):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", integrate.IntegrationWarning)
         for power in (1, 2):
-            total = integrate.quad(lambda z: (f(z) if power == 1 else f(z) * f(z)) * density(z), -_Z_LIMIT, _Z_LIMIT,
-                                   points=breaks or None, limit=400, epsabs=1e-11,
-                                   epsrel=1e-9)[0]
-            results.append(total)
+            out = integrate.quad(lambda z: (f(z) if power == 1 else f(z) * f(z)) * density(z),
+                                 -_Z_LIMIT, _Z_LIMIT, points=breaks or None, limit=400,
+                                 epsabs=1e-11, epsrel=1e-9, full_output=1)
+            # a fourth item means quad did not converge: a pole (1/x) or a divergent tail.
+            # E f^2 of such a function is unbounded; its mean is not to be trusted either.
+            converged = len(out) == 3 and math.isfinite(out[0])
+            results.append(out[0] if converged else (math.nan if power == 1 else math.inf))
     return results[0], results[1]

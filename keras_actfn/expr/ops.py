@@ -285,7 +285,10 @@ _op("bessel_i1e", 1, tf.math.special.bessel_i1e, sps.i1e, "i1e({0})", ["i1e"],
 _op("elu", 1, tf.nn.elu, _np_elu, "ELU({0})", [], "-1 as x -> -inf, linear for x > 0")
 _op("selu", 1, tf.nn.selu, _np_selu, "SELU({0})", [],
     "-lambda*alpha as x -> -inf, lambda*x for x > 0")
-_op("swish", 1, tf.nn.silu, lambda x: x * _np_sigmoid(x), "Swish({0})", ["silu"],
+# x*sigmoid(x) rather than tf.nn.silu: the fused op recomputes the sigmoid in its custom
+# gradient, which costs more time than the saved activation memory on the sizes we measured
+# (benchmarks/bench_activation_speed.py)
+_op("swish", 1, lambda x: x * tf.sigmoid(x), lambda x: x * _np_sigmoid(x), "Swish({0})", ["silu"],
     "x*sigmoid(x): 0 as x -> -inf, ~x as x -> inf")
 _op("hard_sigmoid", 1, _tf_hard_sigmoid, _np_hard_sigmoid, "HardSigmoid({0})",
     ["hardsigmoid"], "max(0, min(1, 0.2x + 0.5)) as in §4.7")

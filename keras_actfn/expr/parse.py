@@ -22,10 +22,9 @@ import math
 import re
 
 from . import ops as _ops
-from .graph import PARAM_NAMES, X, Apply, Const, Expr, Param
+from .graph import MAX_DEPTH, PARAM_NAMES, X, Apply, Const, Expr, Param
 
-MAX_NESTING = 64
-MAX_DEPTH = 200  # operator nodes on one path; printing and evaluation recurse this deep
+MAX_NESTING = MAX_DEPTH  # printed text of any tree nests at most as deep as the tree
 MAX_LENGTH = 20_000
 
 _TOKEN = re.compile(
@@ -105,7 +104,7 @@ class _Parser:
             found = "the end of the text" if kind == "end" else repr(val)
             raise ParseError(f"found {found}", self.text, pos, what)
 
-    def enter(self, pos):
+    def enter(self, pos):  # bounds the recursion of the descent itself
         self.nesting += 1
         if self.nesting > MAX_NESTING:
             raise ParseError(f"expression nested more than {MAX_NESTING} levels deep",
@@ -125,15 +124,15 @@ class _Parser:
     def expr(self):
         node = self.term()
         while self.peek()[1] in ("+", "-") and self.peek()[0] == "op":
-            op = self.take()[1]
-            node = Apply("add" if op == "+" else "sub", node, self.term())
+            _, op, pos = self.take()
+            node = self.apply(pos, "add" if op == "+" else "sub", node, self.term())
         return node
 
     def term(self):
         node = self.factor()
         while self.peek()[1] in ("*", "/") and self.peek()[0] == "op":
-            op = self.take()[1]
-            node = Apply("mul" if op == "*" else "div", node, self.factor())
+            _, op, pos = self.take()
+            node = self.apply(pos, "mul" if op == "*" else "div", node, self.factor())
         return node
 
     def factor(self):
@@ -145,7 +144,7 @@ class _Parser:
             self.nesting -= 1
             if isinstance(inner, Const):
                 return Const(-inner.value)
-            return Apply("neg", inner)
+            return self.apply(pos, "neg", inner)
         if kind == "op" and val == "+":
             raise ParseError("unary '+' is not supported", self.text, pos, "an operand")
         return self.power()
@@ -158,7 +157,7 @@ class _Parser:
             self.enter(pos)
             exponent = self.factor()
             self.nesting -= 1
-            return Apply("pow", base, exponent)
+            return self.apply(pos, "pow", base, exponent)
         return base
 
     def atom(self):
@@ -222,7 +221,13 @@ class _Parser:
         if len(args) == 1 and isinstance(args[0], Apply):
             fused = _FUSIONS.get((op.name, args[0].op.name))
             if fused:
-                return Apply(fused, *args[0].args)
+                return self.apply(pos, fused, *args[0].args)
+        return self.apply(pos, op, *args)
+
+    def apply(self, pos, op, *args):
+        if 1 + max(a.depth for a in args) > MAX_DEPTH:
+            raise ParseError(f"expression more than {MAX_DEPTH} operators deep", self.text, pos,
+                             "a shallower expression")
         return Apply(op, *args)
 
 
@@ -234,8 +239,4 @@ def parse(text) -> Expr:
         raise TypeError(f"expected activation-function text or an Expr, got {type(text).__name__}")
     if len(text) > MAX_LENGTH:
         raise ParseError(f"text longer than {MAX_LENGTH} characters", text[:200], MAX_LENGTH)
-    node = _Parser(text).parse()
-    if node.depth > MAX_DEPTH:
-        raise ParseError(f"expression more than {MAX_DEPTH} operators deep", text[:200], 0,
-                         "a shallower expression")
-    return node
+    return _Parser(text).parse()

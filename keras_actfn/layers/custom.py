@@ -6,9 +6,7 @@ import math
 
 from ..backend import keras, serializable, tf
 from ..expr import Expr, evaluate, gaussian_moments, parse
-from .baselines import parameter_shape
-
-PARAM_SHAPES = ("per-layer", "per-channel", "per-neuron")
+from .sharing import PARAM_SHAPES, normalize_param_shape, parameter_shape
 
 
 @serializable
@@ -35,7 +33,7 @@ class CustomActivation(keras.layers.Layer):
     def __init__(self, fn, param_shape="per-channel", clip=None, center=False, **kwargs):
         super().__init__(**kwargs)
         self.fn: Expr = parse(fn)
-        self.param_shape = _check_param_shape(param_shape)
+        self.param_shape = normalize_param_shape(param_shape)
         if clip is not None:
             clip = float(clip)
             if not (clip > 0 and math.isfinite(clip)):
@@ -80,13 +78,6 @@ class CustomActivation(keras.layers.Layer):
 
     def __repr__(self):
         return f"CustomActivation({str(self.fn)!r}, param_shape={self.param_shape!r})"
-
-
-def _check_param_shape(value) -> str:
-    text = str(value).replace("_", "-").lower()
-    if text not in PARAM_SHAPES:
-        raise ValueError(f"param_shape must be one of {', '.join(PARAM_SHAPES)}; got {value!r}")
-    return text
 
 
 def activation_layer(spec, **kwargs):
