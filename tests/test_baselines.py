@@ -1,7 +1,7 @@
 """Tests for the learnable baseline activations (keras_actfn.layers.baselines), Keras 3.
 
-References are NumPy formulas written out here from section 4.7, independent of the layers'
-TensorFlow code (which uses loops / Horner's scheme; these use broadcasting / power sums).
+The NumPy references (section 4.7 formulas, independent of the layers' TensorFlow code) are in
+tests/reference_activations.py, shared with tests/legacy/test_baselines_legacy.py.
 """
 
 import importlib.util
@@ -16,52 +16,9 @@ from keras_actfn.backend import KERAS3, keras, tf
 from keras_actfn.layers import baselines
 from keras_actfn.layers.baselines import (APL, BASELINE_LAYERS, PAU, SPLASH, PReLU, PSwish,
                                           parameter_shape)
-
-INPUT_SHAPE = (2, 5, 7, 3)
-PARAM_SHAPES = ("per-layer", "per-channel", "per-neuron")
-SPLASH_HINGES = np.array([0.0, 1.0, 2.0, 2.5])
-
-
-# ---------------------------------------------------------------- independent references
-
-def ref_prelu(x, alpha):
-    return np.where(x >= 0, x, alpha * x)
-
-
-def ref_pswish(x, beta):
-    return x / (1.0 + np.exp(-beta * x))
-
-
-def ref_apl(x, a, b):
-    xs = x[..., None]
-    return np.maximum(x, 0.0) + np.sum(a * np.maximum(b - xs, 0.0), axis=-1)
-
-
-def ref_pau(x, num, den):
-    xs = x[..., None]
-    p = np.sum(num * xs ** np.arange(num.shape[-1]), axis=-1)
-    q = np.sum(den * xs ** np.arange(1, den.shape[-1] + 1), axis=-1)
-    return p / (1.0 + np.abs(q))
-
-
-def ref_splash(x, a_plus, a_minus, hinges=SPLASH_HINGES):
-    xs = x[..., None]
-    return np.sum(a_plus * np.maximum(xs - hinges, 0.0) + a_minus * np.maximum(-xs - hinges, 0.0),
-                  axis=-1)
-
-
-def reference(name, x, weights):
-    weights = [np.asarray(w, dtype=np.float64) for w in weights]
-    return {"prelu": ref_prelu, "pswish": ref_pswish, "apl": ref_apl, "pau": ref_pau,
-            "splash": ref_splash}[name](x, *weights)
-
-
-def leaky_relu(x):
-    return np.where(x >= 0, x, 0.01 * x)
-
-
-def sample(shape=INPUT_SHAPE, seed=0, scale=1.5):
-    return np.random.default_rng(seed).normal(scale=scale, size=shape)
+from reference_activations import (INPUT_SHAPE, PARAM_SHAPES, build_baseline_model,
+                                   initial_reference, leaky_relu, ref_pau, ref_splash, reference,
+                                   sample)
 
 
 def base_shape(param_shape):
@@ -182,29 +139,13 @@ def test_config_round_trip(name):
 # ------------------------------------------------------------------ values at initialization
 
 
-def initial_reference(name, x, param_shape):
-    """The section 4.7 initial functions, with the initial values spelled out here."""
-    if name == "prelu":
-        return ref_prelu(x, 0.25)
-    if name == "pswish":
-        return ref_pswish(x, 1.0)
-    if name == "apl":
-        return np.maximum(x, 0.0)  # a_s = 0
-    if name == "splash":
-        return np.maximum(x, 0.0)  # a+_1 = 1 on hinge 0, all other slopes 0
-    num = np.array(baselines.PAU_INIT_NUMERATOR)
-    den = np.array(baselines.PAU_INIT_DENOMINATOR)
-    return ref_pau(x, num, den)
-
-
 @pytest.mark.parametrize("param_shape", PARAM_SHAPES)
 @pytest.mark.parametrize("name", sorted(BASELINE_LAYERS))
 def test_outputs_at_initialization(name, param_shape):
     x = sample(seed=1)
     layer = BASELINE_LAYERS[name](param_shape=param_shape, dtype="float64")
     out = np.asarray(layer(x))
-    np.testing.assert_allclose(out, initial_reference(name, x, param_shape), rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_allclose(out, initial_reference(name, x), rtol=1e-12, atol=1e-12)
     # the initial weights themselves, against values computed here
     weights = layer.get_weights()
     full = base_shape(param_shape)
@@ -389,20 +330,9 @@ def test_gradients_finite_at_initialization(name):
 # ------------------------------------------------------------------ saving
 
 
-def build_model():
-    inputs = keras.Input(shape=(5, 7, 3))
-    h = PReLU()(inputs)
-    h = PSwish()(h)
-    h = APL(hinges=3, param_shape="per-channel")(h)
-    h = PAU(param_shape="per-layer")(h)
-    h = SPLASH(param_shape="per-neuron")(h)
-    h = SPLASH(hinges=(0.0, 1.5), param_shape="per-channel")(h)
-    return keras.Model(inputs, h)
-
-
 def test_keras_save_load_round_trip_without_custom_objects(tmp_path):
     assert KERAS3
-    model = build_model()
+    model = build_baseline_model()
     rng = np.random.default_rng(11)
     for layer in model.layers[1:]:
         layer.set_weights([rng.uniform(-0.5, 0.5, size=w.shape) for w in layer.get_weights()])

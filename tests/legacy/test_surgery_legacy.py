@@ -1,6 +1,7 @@
 """replace_activations under tf_keras (the legacy Keras), with a keras-cv-attention-models model.
 
-Collected only in a process started with TF_USE_LEGACY_KERAS=1 (see tests/conftest.py).
+Collected only in a process started with TF_USE_LEGACY_KERAS=1 (see tests/conftest.py). The
+models and helpers are in tests/surgery_models.py, shared with the Keras 3 tests.
 """
 
 import numpy as np
@@ -10,71 +11,21 @@ from keras_actfn import backend
 from keras_actfn.backend import keras
 from keras_actfn.layers import CustomActivation
 from keras_actfn.surgery import SurgeryError, find_activation_sites, replace_activations
+import surgery_models
+from surgery_models import (X, Subclassed, activation_layer, copy_by_name, custom_layers, outputs,
+                            relu_layer)
 
 L = keras.layers
-X = np.random.RandomState(0).randn(4, 8, 8, 3).astype("float32")
 
 
-def _relu_layer(name):
-    return L.ReLU(name=name)
+def build_functional(act="relu", relu_layer=relu_layer):
+    """The shared functional model with its DepthwiseConv2D(act) block: 5 activation sites."""
+    return surgery_models.build_functional(act, relu_layer, depthwise=True)
 
 
-def _silu_layer(name):
-    return L.Activation("swish", name=name)
-
-
-def build_functional(act="relu", relu_layer=_relu_layer):
-    inp = keras.Input((8, 8, 3), name="image")
-    x = L.Conv2D(4, 3, padding="same", activation=act, name="c1")(inp)
-    y = L.DepthwiseConv2D(3, padding="same", activation=act, name="dw")(x)
-    y = L.BatchNormalization(name="bn")(y)
-    y = L.Activation(act, name="a1")(y)
-    x = L.Add(name="add")([x, y])
-    x = relu_layer("r1")(x)
-    x = L.GlobalAveragePooling2D(name="gap")(x)
-    x = L.Dense(5, activation=act, name="d1")(x)
-    out = L.Dense(3, name="out")(x)
-    return _randomize(keras.Model(inp, out, name="func"))
-
-
-def build_sequential(act="relu", relu_layer=_relu_layer):
-    return _randomize(keras.Sequential([
-        keras.Input((8, 8, 3)),
-        L.Conv2D(4, 3, activation=act, name="c1"),
-        L.BatchNormalization(name="bn"),
-        relu_layer("r1"),
-        L.Flatten(name="flat"),
-        L.Dense(6, activation=act, name="d1"),
-        L.Dense(3, name="out"),
-    ], name="seq"))
-
-
-def _randomize(model, seed=1):
-    rng = np.random.RandomState(seed)
-    for layer in model.layers:
-        values = []
-        for w in layer.weights:
-            v = rng.normal(0.0, 0.5, tuple(w.shape)).astype("float32")
-            if "variance" in w.name:
-                v = np.abs(v) + 0.5
-            values.append(v)
-        if values:
-            layer.set_weights(values)
-    return model
-
-
-def _out(model, x=X):
-    return np.asarray(model(x, training=False))
-
-
-def _custom_layers(model):
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, CustomActivation):
-            found.append(layer)
-        elif isinstance(getattr(layer, "activation", None), CustomActivation):
-            found.append(layer.activation)
-    return found
+def build_sequential(act="relu", relu_layer=relu_layer):
+    """The shared sequential model without an Activation after BN: 3 activation sites."""
+    return surgery_models.build_sequential(act, relu_layer, activation_after_bn=False)
 
 
 def test_backend_is_legacy_tf_keras():
@@ -86,22 +37,20 @@ def test_backend_is_legacy_tf_keras():
 def test_relu_text_reproduces_the_original_exactly(builder):
     model = builder()
     new, sites = replace_activations(model, "relu(x)", return_sites=True)
-    assert len(sites) == len(_custom_layers(new)) == (5 if builder is build_functional else 3)
-    np.testing.assert_allclose(_out(new), _out(model), rtol=0, atol=1e-6)
-    assert np.abs(_out(model)).max() > 0.1
+    assert len(sites) == len(custom_layers(new)) == (5 if builder is build_functional else 3)
+    np.testing.assert_allclose(outputs(new), outputs(model), rtol=0, atol=1e-6)
+    assert np.abs(outputs(model)).max() > 0.1
 
 
 def test_swish_matches_an_independently_built_swish_model_and_weights_are_kept():
     model = build_functional()
-    reference = build_functional(act="swish", relu_layer=_silu_layer)
-    for layer in reference.layers:
-        if layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
+    reference = build_functional(act="swish", relu_layer=activation_layer("swish"))
+    copy_by_name(model, reference)
     before = [w.numpy().copy() for w in model.weights]
     new = replace_activations(model, "x*sigmoid(x)")
-    expected = _out(reference)
-    np.testing.assert_allclose(_out(new), expected, rtol=0, atol=1e-6)
-    assert np.abs(expected - _out(model)).max() > 1e-2
+    expected = outputs(reference)
+    np.testing.assert_allclose(outputs(new), expected, rtol=0, atol=1e-6)
+    assert np.abs(expected - outputs(model)).max() > 1e-2
 
     for layer in model.layers:  # untouched weights copied bit for bit, original unchanged
         copy = new.get_layer(layer.name)
@@ -111,12 +60,12 @@ def test_swish_matches_an_independently_built_swish_model_and_weights_are_kept()
             assert [w.numpy().tobytes() for w in mine] == \
                 [w.numpy().tobytes() for w in layer.weights]
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
-    assert not _custom_layers(model)
+    assert not custom_layers(model)
 
 
 def test_parametric_fn_trains_and_reloads_as_keras_file(tmp_path):
     new = replace_activations(build_functional(), "alpha*swish(beta*x)")
-    customs = _custom_layers(new)
+    customs = custom_layers(new)
     assert [tuple(w.shape) for c in customs for w in c.weights] == \
         [(4,), (4,), (4,), (4,), (4,), (4,), (4,), (4,), (5,), (5,)]
     start = [w.numpy().copy() for c in customs for w in c.weights]
@@ -127,19 +76,11 @@ def test_parametric_fn_trains_and_reloads_as_keras_file(tmp_path):
     path = str(tmp_path / "legacy.keras")
     new.save(path)
     loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(_out(loaded), _out(new), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(outputs(loaded), outputs(new), rtol=0, atol=1e-6)
 
 
 def test_subclassed_model_raises():
-    class Sub(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = L.Dense(2, activation="relu")
-
-        def call(self, inputs):
-            return self.dense(inputs)
-
-    model = Sub()
+    model = Subclassed(units=2)
     model(np.zeros((1, 3), "float32"))
     with pytest.raises(SurgeryError, match="subclassed"):
         replace_activations(model, "x")
@@ -162,13 +103,13 @@ def test_kecam_mobilevit_swish_sites_are_replaced_exactly(mobilevit_model):
     assert [s.layer_name for s in find_activation_sites(model)] == swish_layers
 
     x = np.random.RandomState(5).rand(2, 64, 64, 3).astype("float32")
-    expected = _out(model, x)
+    expected = outputs(model, x)
     new, sites = replace_activations(model, "swish(x)", targets="silu", return_sites=True)
     assert sorted(s.layer_name for s in sites) == sorted(swish_layers)
     customs = [layer for layer in new.layers if isinstance(layer, CustomActivation)]
     assert len(customs) == len(sites) == 25 and len({id(c) for c in customs}) == 25
     assert not [layer for layer in new.layers if isinstance(layer, L.Activation)
                 and layer.get_config()["activation"] == "swish"]
-    np.testing.assert_allclose(_out(new, x), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(outputs(new, x), expected, rtol=0, atol=1e-5)
     assert np.abs(expected).max() > 1e-3
     assert len(new.weights) == len(model.weights)  # "swish(x)" has no parameters
