@@ -1,0 +1,6 @@
+"""AutoInit: analytic mean/variance-preserving weight initialization (dissertation ch. 5)."""
+
+from .core import AutoInit, AutoInitError, Context, Record
+from .moments import Moments, gaussian_expect
+
+__all__ = ["AutoInit", "AutoInitError", "Context", "Record", "Moments", "gaussian_expect"]

@@ -1,0 +1,290 @@
+"""AutoInit (dissertation ch. 5): analytic mean/variance-preserving weight initialization.
+
+Algorithm 1, iteratively: the model's functional graph is walked once in topological order
+(nodes by decreasing depth), carrying the (mean, variance) of every tensor from the inputs
+to the outputs. A weighted layer receives weights that map its incoming moments to mean 0
+and variance ``signal_variance``; any other layer maps moments through its estimator.
+Weights are assigned to the model's existing variables, so compile state, frozen or
+pretrained layers (``keep=``) and custom layers survive.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..backend import KERAS3, keras, tf
+from . import estimators
+from .moments import Moments
+from .weights import check_distribution, sample
+
+
+class AutoInitError(ValueError):
+    """The model or the arguments cannot be initialized as asked."""
+
+
+@dataclass
+class Record:
+    """What AutoInit estimated at one call of one layer."""
+
+    layer: str
+    inputs: list
+    outputs: list
+    initialized: bool = False
+    method: str = "analytic"
+
+
+@dataclass
+class Context:
+    """State of one AutoInit run, handed to every estimator."""
+
+    signal_variance: float
+    distribution: str
+    rng: np.random.Generator
+    keep: set
+    center: bool = False
+    mc_samples: int = 100_000
+    custom: dict = field(default_factory=dict)
+    initialized: set = field(default_factory=set)
+    warned: set = field(default_factory=set)
+    node: Any = None  # the graph node being estimated: .call_args, .call_kwargs, .input_shapes
+    record: Any = None
+
+    # -- weights ------------------------------------------------------------------------
+    def should_initialize(self, layer) -> bool:
+        """True the first time a non-kept weighted layer is met (shared layers: first call)."""
+        return id(layer) not in self.initialized and layer.name not in self.keep and \
+            id(layer) not in self.keep
+
+    def draw(self, variable, variance: float, fan_in: int | None = None):
+        """Assign zero-mean weights of element variance ``variance`` to ``variable``."""
+        value = sample(tuple(variable.shape), variance, self.distribution, self.rng, fan_in)
+        variable.assign(value.astype(variable.dtype.name if hasattr(variable.dtype, "name")
+                                     else variable.dtype))
+
+    def zero(self, variable):
+        variable.assign(np.zeros(tuple(variable.shape), dtype=np.float32))
+
+    def mark_initialized(self, layer):
+        self.initialized.add(id(layer))
+        if self.record is not None:
+            self.record.initialized = True
+
+    def warn_once(self, key, message):
+        if key not in self.warned:
+            self.warned.add(key)
+            warnings.warn(message, stacklevel=3)
+
+    # -- Monte Carlo ----------------------------------------------------------------------
+    def gaussian_input(self, shape, moments: Moments, seed_offset=0):
+        """A seeded Gaussian tensor with the given moments; unknown dims take small sizes."""
+        shape = [d if d is not None else 1 for d in shape]
+        per_item = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        shape[0] = max(1, min(64, self.mc_samples // max(per_item, 1)))
+        rng = np.random.default_rng(12345 + seed_offset)
+        x = rng.standard_normal(shape) * math.sqrt(max(moments.var, 0.0)) + moments.mean
+        return x.astype("float32")
+
+
+class AutoInit:
+    """Initialize a Keras model so every weighted layer outputs mean 0, variance ``signal_variance``.
+
+    Drop-in for the published AutoInit package's API::
+
+        model = AutoInit().initialize_model(model)
+
+    Args:
+        weight_init_config: ``{"distribution": "truncated_normal" | "normal" | "uniform" |
+            "orthogonal"}`` (the published package's form); ``distribution=`` is the same.
+        input_data_mean, input_data_var: moments of the model's inputs; scalars, or one per
+            model input (a list).
+        custom_distribution_estimators: ``{LayerClass: fn(layer, inputs, ctx)}``; the rule
+            also applies to subclasses. See :mod:`keras_actfn.autoinit.estimators`.
+        signal_variance: target output variance of every weighted layer (§5.4).
+        center_activations: AutoInit++ (§5.11): every ``CustomActivation`` subtracts its
+            Gaussian mean (set in place: ``layer.center = True``).
+        keep: names (or layer objects) of layers whose weights stay as they are (pretrained,
+            frozen); AutoInit propagates through their actual weights.
+        seed: seed of the weight draws (None: fresh entropy).
+    """
+
+    def __init__(self, weight_init_config=None, input_data_mean=0.0, input_data_var=1.0,
+                 custom_distribution_estimators=None, signal_variance=1.0, *,
+                 distribution=None, center_activations=False, keep=(), seed=None,
+                 mc_samples=100_000):
+        config = dict(weight_init_config or {})
+        unknown = set(config) - {"distribution"}
+        if unknown:
+            raise AutoInitError(f"weight_init_config keys must be 'distribution'; got {unknown}")
+        self.distribution = check_distribution(distribution or config.get("distribution",
+                                                                          "truncated_normal"))
+        self.input_data_mean = input_data_mean
+        self.input_data_var = input_data_var
+        self.custom = dict(custom_distribution_estimators or {})
+        for cls, fn in self.custom.items():
+            if not isinstance(cls, type) or not callable(fn):
+                raise AutoInitError("custom_distribution_estimators maps layer classes to "
+                                    f"callables; got {cls!r}: {fn!r}")
+        signal_variance = float(signal_variance)
+        if not (signal_variance > 0 and math.isfinite(signal_variance)):
+            raise AutoInitError(f"signal_variance must be positive and finite, got "
+                                f"{signal_variance}")
+        self.signal_variance = signal_variance
+        self.center_activations = bool(center_activations)
+        self.keep = set(keep)
+        self.seed = seed
+        self.mc_samples = int(mc_samples)
+        self.records: list[Record] = []
+
+    # -----------------------------------------------------------------------------------
+    def initialize_model(self, model, return_estimates=False, custom_objects=None):
+        """Set the weights of ``model`` in place and return it.
+
+        ``model`` may also be a path to a saved model (loaded with ``custom_objects``).
+        With ``return_estimates=True`` returns ``(model, estimates)`` where ``estimates``
+        maps each layer name to the :class:`Moments` of its (last) output.
+        """
+        if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+            model = keras.models.load_model(model, custom_objects=custom_objects)
+        estimators.load_all()
+        ctx = Context(self.signal_variance, self.distribution, np.random.default_rng(self.seed),
+                      self.keep, self.center_activations, self.mc_samples, self.custom)
+        self.records = []
+        inputs = _input_moments(model, self.input_data_mean, self.input_data_var)
+        outputs = propagate(model, inputs, ctx, self.records)
+        estimates = {}
+        for rec in self.records:
+            estimates[rec.layer] = rec.outputs[0] if len(rec.outputs) == 1 else rec.outputs
+        self.output_moments = outputs
+        return (model, estimates) if return_estimates else model
+
+
+def _input_moments(model, mean, var):
+    n = len(graph_of(model).inputs)
+    means = list(mean) if isinstance(mean, (list, tuple)) else [mean] * n
+    varis = list(var) if isinstance(var, (list, tuple)) else [var] * n
+    if len(means) != n or len(varis) != n:
+        raise AutoInitError(f"the model has {n} inputs but {len(means)} input means and "
+                            f"{len(varis)} input variances were given")
+    result = []
+    for m, v in zip(means, varis):
+        m, v = float(np.mean(m)), float(np.mean(v))
+        if not (math.isfinite(m) and math.isfinite(v)) or v < 0:
+            raise AutoInitError(f"input moments must be finite with variance >= 0; got "
+                                f"mean={m}, var={v}")
+        result.append(Moments(m, v))
+    return result
+
+
+# --------------------------------------------------------------------- graph adapter
+@dataclass
+class GraphNode:
+    operation: Any
+    inputs: list       # KerasTensors feeding the node (flattened)
+    outputs: list      # KerasTensors it produces (flattened)
+    call_args: tuple
+    call_kwargs: dict
+
+    @property
+    def input_shapes(self):
+        return [tuple(t.shape) for t in self.inputs]
+
+    @property
+    def output_shapes(self):
+        return [tuple(t.shape) for t in self.outputs]
+
+
+@dataclass
+class Graph:
+    inputs: list
+    outputs: list
+    nodes: list   # topological order
+
+
+def graph_of(model) -> Graph:
+    """The functional graph of ``model`` in topological order (both Kerases)."""
+    inner = getattr(model, "_functional", None)  # Keras 3 Sequential wraps a Functional
+    if KERAS3 and inner is not None:
+        model = inner
+    by_depth = getattr(model, "_nodes_by_depth", None)
+    if not by_depth or not getattr(model, "inputs", None):
+        raise AutoInitError(
+            f"{type(model).__name__} {getattr(model, 'name', '')!r} has no functional graph: "
+            "AutoInit needs a Functional or Sequential model built on keras.Input (a "
+            "subclassed model's call() cannot be inspected). Build it functionally, or "
+            "call the Sequential model on an input first.")
+    nodes = []
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
+            if KERAS3:
+                op, ins, outs = node.operation, node.input_tensors, node.output_tensors
+                args, kwargs = node.arguments.args, node.arguments.kwargs
+            else:
+                op, ins, outs = node.layer, node.keras_inputs, node.outputs
+                args, kwargs = node.call_args, node.call_kwargs
+            nodes.append(GraphNode(op, list(tf.nest.flatten(ins)), list(tf.nest.flatten(outs)),
+                                   tuple(args), dict(kwargs)))
+    return Graph(list(tf.nest.flatten(model.inputs)), list(tf.nest.flatten(model.outputs)), nodes)
+
+
+def _is_model(op) -> bool:
+    return isinstance(op, keras.Model)
+
+
+def _is_input_layer(op) -> bool:
+    return isinstance(op, keras.layers.InputLayer)
+
+
+def propagate(model, input_moments, ctx: Context, records: list) -> list:
+    """Walk ``model`` from ``input_moments`` (one per model input); return output moments."""
+    graph = graph_of(model)
+    known = {id(t): m for t, m in zip(graph.inputs, input_moments)}
+    for node in graph.nodes:
+        op = node.operation
+        if _is_input_layer(op):
+            continue  # its output tensor is a model input, already known (5.26 / 5.27)
+        try:
+            ins = [known[id(t)] for t in node.inputs]
+        except KeyError:
+            raise AutoInitError(f"layer {op.name!r} consumes a tensor that is not computed "
+                                "from the model's inputs (a constant KerasTensor?)") from None
+        rec = Record(op.name, ins, [])
+        ctx.node, ctx.record = node, rec
+        if _is_model(op):
+            outs = propagate(op, ins, ctx, records)
+            rec.method = "nested"
+        else:
+            outs = estimate(op, ins, ctx)
+        outs = outs if isinstance(outs, (list, tuple)) and not isinstance(outs, Moments) \
+            else [outs]
+        if len(outs) == 1 and len(node.outputs) > 1:
+            outs = outs * len(node.outputs)
+        if len(outs) != len(node.outputs):
+            raise AutoInitError(f"estimator for {op.name!r} returned {len(outs)} moments for "
+                                f"{len(node.outputs)} outputs")
+        outs = [Moments(float(m.mean), float(m.var)).check(f"after layer {op.name!r}")
+                for m in outs]
+        rec.outputs = outs
+        records.append(rec)
+        for t, m in zip(node.outputs, outs):
+            known[id(t)] = m
+    return [known[id(t)] for t in graph.outputs]
+
+
+def estimate(op, inputs, ctx: Context):
+    """Apply the registered rule for ``op``, or Monte Carlo on ``op`` alone."""
+    rule = estimators.lookup(op, ctx.custom)
+    if rule is not None:
+        return rule(op, inputs, ctx)
+    from .estimators.fallback import monte_carlo
+
+    ctx.warn_once(type(op), f"AutoInit has no rule for {type(op).__name__}; estimating its "
+                            "output moments by Monte Carlo on the layer alone (weights, if "
+                            "any, are left as they are)")
+    if ctx.record is not None:
+        ctx.record.method = "monte_carlo"
+    return monte_carlo(op, inputs, ctx)
