@@ -84,7 +84,7 @@ class Context:
         """A seeded Gaussian tensor with the given moments; unknown dims take small sizes."""
         shape = [d if d is not None else 1 for d in shape]
         per_item = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-        shape[0] = max(1, min(64, self.mc_samples // max(per_item, 1)))
+        shape[0] = max(1, self.mc_samples // max(per_item, 1))
         rng = np.random.default_rng(12345 + seed_offset)
         x = rng.standard_normal(shape) * math.sqrt(max(moments.var, 0.0)) + moments.mean
         return x.astype("float32")
@@ -255,6 +255,8 @@ def propagate(model, input_moments, ctx: Context, records: list) -> list:
         rec = Record(op.name, ins, [])
         ctx.node, ctx.record = node, rec
         if _is_model(op):
+            if not ctx.should_initialize(op):  # a kept nested model keeps every layer inside
+                ctx.initialized.update(id(layer) for layer in op._flatten_layers())
             outs = propagate(op, ins, ctx, records)
             rec.method = "nested"
         else:

@@ -9,7 +9,8 @@ from ..moments import Moments
 
 
 def monte_carlo(layer, inputs, ctx):
-    """Run ``layer`` on seeded Gaussian inputs with the incoming moments (training mode).
+    """Run ``layer`` on seeded Gaussian inputs with the incoming moments (training mode;
+    the layer's non-trainable state is restored afterwards).
 
     Each input gets at most ``ctx.mc_samples`` elements (a small batch), so memory stays
     small whatever the layer. Returns one Moments per output.
@@ -18,10 +19,16 @@ def monte_carlo(layer, inputs, ctx):
     xs = [tf.constant(ctx.gaussian_input(shape, m, seed_offset=i))
           for i, (shape, m) in enumerate(zip(shapes, inputs))]
     args, kwargs = _rebuild_call(ctx.node, xs)
+    # training mode may update state (moving averages, counters): put it back afterwards
+    state = [(v, v.numpy()) for v in getattr(layer, "non_trainable_weights", [])]
     try:
-        out = layer(*args, training=True, **kwargs)
-    except TypeError:  # layers whose call() takes no `training`
-        out = layer(*args, **kwargs)
+        try:
+            out = layer(*args, training=True, **kwargs)
+        except TypeError:  # layers whose call() takes no `training`
+            out = layer(*args, **kwargs)
+    finally:
+        for variable, value in state:
+            variable.assign(value)
     return [Moments(float(np.mean(y)), float(np.var(np.asarray(y, dtype=np.float64))))
             for y in tf.nest.flatten(out)]
 
