@@ -2,5 +2,7 @@
 
 from .core import AutoInit, AutoInitError, Context, Record
 from .moments import Moments, gaussian_expect
+from .visualize import AutoInitVisualizer
 
-__all__ = ["AutoInit", "AutoInitError", "Context", "Record", "Moments", "gaussian_expect"]
+__all__ = ["AutoInit", "AutoInitError", "Context", "Record", "Moments", "gaussian_expect",
+           "AutoInitVisualizer"]

@@ -28,31 +28,72 @@ def kernel_columns(kernel: np.ndarray, depthwise: bool = False) -> np.ndarray:
     return kernel.reshape(-1, kernel.shape[-1])
 
 
-def linear_moments(columns: np.ndarray, bias, inputs: Moments) -> Moments:
-    """Moments of ``x @ columns + bias`` for i.i.d. inputs (a mixture over output units)."""
+def linear_moments(columns: np.ndarray, bias, inputs: Moments, coverage: float = 1.0) -> Moments:
+    """Moments of ``x @ columns + bias`` for i.i.d. inputs (a mixture over output units).
+
+    ``coverage`` is the average fraction of a window that lies inside the input (zero
+    padding): each output sums that fraction of its taps.
+    """
     columns = np.asarray(columns, dtype=np.float64)
-    unit_mean = inputs.mean * columns.sum(axis=0)
+    unit_mean = coverage * inputs.mean * columns.sum(axis=0)
     if bias is not None:
         unit_mean = unit_mean + np.asarray(bias, dtype=np.float64).reshape(-1)
-    unit_var = inputs.var * np.square(columns).sum(axis=0)
+    unit_var = coverage * inputs.var * np.square(columns).sum(axis=0)
     return Moments(float(unit_mean.mean()), float(unit_var.mean() + unit_mean.var()))
 
 
 def init_linear(layer, kernel, fan_in: int, inputs: Moments, ctx, bias=None,
-                depthwise=False) -> Moments:
-    """Draw ``kernel`` for output variance ``ctx.signal_variance`` (or propagate if kept)."""
+                depthwise=False, coverage: float = 1.0) -> Moments:
+    """Draw ``kernel`` for output variance ``ctx.signal_variance`` (or propagate if kept).
+
+    ``coverage`` (see :func:`window_coverage`) shrinks the effective fan-in of convolutions
+    whose windows reach into zero padding, so the *average* output keeps the target.
+    """
     if ctx.should_initialize(layer):
         second = inputs.second
         if second <= 0:
             raise FloatingPointError(f"layer {layer.name!r} receives a constant zero signal "
                                      "(E x^2 = 0): no weight scale can restore it")
-        ctx.draw(kernel, ctx.signal_variance / (fan_in * second), fan_in=fan_in)
+        ctx.draw(kernel, ctx.signal_variance / (fan_in * coverage * second), fan_in=fan_in)
         if bias is not None:
             ctx.zero(bias)
         ctx.mark_initialized(layer)
         return Moments(0.0, ctx.signal_variance)
     b = None if bias is None else bias.numpy()
-    return linear_moments(kernel_columns(kernel.numpy(), depthwise), b, inputs)
+    return linear_moments(kernel_columns(kernel.numpy(), depthwise), b, inputs, coverage)
+
+
+def window_coverage(input_shape, kernel_size, strides, dilation, padding,
+                    channels_first=False) -> float:
+    """Average fraction of a convolution window's taps that fall inside the input.
+
+    1 for ``valid`` padding; below 1 for ``same``/``causal`` padding, where border outputs
+    reach into zeros (a 3x3 window on a 4x4 map covers 69% on average). Unknown spatial
+    sizes count as large (coverage 1).
+    """
+    spatial = input_shape[2:] if channels_first else input_shape[1:-1]
+    fraction = 1.0
+    for length, k, stride, rate in zip(spatial, kernel_size, strides, dilation):
+        if length is None or padding == "valid" or k == 1:
+            continue
+        span = (k - 1) * rate + 1
+        if padding == "causal":
+            out_len, before = length, span - 1
+        else:  # "same"
+            out_len = -(-length // stride)
+            before = max((out_len - 1) * stride + span - length, 0) // 2
+        starts = np.arange(out_len) * stride - before
+        taps = starts[:, None] + np.arange(k) * rate
+        fraction *= float(((taps >= 0) & (taps < length)).mean())
+    return fraction
+
+
+def _conv_coverage(layer, ctx) -> float:
+    if ctx.node is None:
+        return 1.0
+    return window_coverage(ctx.node.input_shapes[0], layer.kernel_size, layer.strides,
+                           layer.dilation_rate, layer.padding,
+                           getattr(layer, "data_format", "channels_last") == "channels_first")
 
 
 def _bias(layer):
@@ -69,7 +110,8 @@ def dense(layer, inputs, ctx):
 def _conv(layer, inputs, ctx):
     kernel = layer.kernel
     fan_in = int(np.prod(kernel.shape[:-1]))  # window * in_channels / groups
-    pre = init_linear(layer, kernel, fan_in, inputs[0], ctx, _bias(layer))
+    pre = init_linear(layer, kernel, fan_in, inputs[0], ctx, _bias(layer),
+                      coverage=_conv_coverage(layer, ctx))
     return activation_moments(layer.activation, pre, ctx)
 
 
@@ -79,7 +121,8 @@ register(keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)(_conv)
 def _depthwise(layer, inputs, ctx):
     kernel = layer.depthwise_kernel if hasattr(layer, "depthwise_kernel") else layer.kernel
     fan_in = int(np.prod(kernel.shape[:-2]))  # each output sees one input channel's window
-    pre = init_linear(layer, kernel, fan_in, inputs[0], ctx, _bias(layer), depthwise=True)
+    pre = init_linear(layer, kernel, fan_in, inputs[0], ctx, _bias(layer), depthwise=True,
+                      coverage=_conv_coverage(layer, ctx))
     return activation_moments(layer.activation, pre, ctx)
 
 

@@ -1,0 +1,253 @@
+"""AutoInit end to end: signal propagation in deep unnormalized ResNets, and the closed-form
+special cases (He, LeCun, SELU's fixed point) measured on the weights it draws.
+
+Every check here is empirical: a model is run on seeded Gaussian input and the variance of
+each weighted layer's output (its pre-activation: the Conv2D/Dense layers of ``resnet_v1``
+carry no ``activation=``) is measured, or the drawn weights' sample variance is compared
+with the formula, within the sampling error of that many weights.
+
+What AutoInit controls in a residual network is the *expected* output variance over weight
+draws: one draw of a 16-channel unnormalized ResNet-v1 wanders well away from it (the
+post-Add ReLU stream has a large mean, which turns into per-channel offsets that a
+chi-square with only C_out degrees of freedom scales up or down, and those compound along
+the residual stream). The tests assert the expectation tightly (over 40 draws) and one draw
+loosely; the strict one-draw band is kept as an expected failure that documents the gap.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from keras_actfn.autoinit import AutoInit
+from keras_actfn.backend import keras
+from keras_actfn.models import resnet_depth_config, resnet_v1
+
+WEIGHTED = (keras.layers.Conv2D, keras.layers.Dense)
+BAND = (0.5, 2.0)  # empirical / target variance
+
+
+def _autoinit(model, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Monte Carlo notices for layers without a rule
+        return AutoInit(**kwargs).initialize_model(model)
+
+
+def _weighted(model):
+    return [layer for layer in model.layers if isinstance(layer, WEIGHTED)]
+
+
+def _probe(model, layers):
+    return keras.Model(model.inputs, [layer.output for layer in layers])
+
+
+def _variances(probe, x):
+    return np.array([float(np.var(np.asarray(o, dtype=np.float64))) for o in probe([x])])
+
+
+def _gaussian(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
+
+
+# ------------------------------------------------------------------------- the ResNets
+@pytest.mark.parametrize("depth, params", [(56, 0.85e6), (110, 1.7e6), (164, 1.7e6)])
+def test_resnet_v1_parameter_counts(depth, params):
+    """He et al. (2016): ResNet-56 0.85M, ResNet-110 1.7M, ResNet-164 (bottleneck) 1.7M."""
+    model = resnet_v1(depth)
+    assert model.count_params() == pytest.approx(params, rel=0.05)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    projections = [c for c in convs if c.name.endswith("_proj")]
+    # the depth counts the main-path weighted layers: convolutions plus the read-out
+    assert len(convs) - len(projections) + 1 == depth
+    assert model.output_shape == (None, 10)
+
+
+def test_resnet_depth_conventions():
+    assert resnet_depth_config(20) == (3, False)
+    assert resnet_depth_config(110) == (18, False)
+    assert resnet_depth_config(164) == (18, True)     # 9n + 2, bottleneck (He et al.)
+    assert resnet_depth_config(812) == (90, True)
+    assert resnet_depth_config(164, bottleneck=False) == (27, False)
+    for bad in (21, 7):
+        with pytest.raises(ValueError, match="depth"):
+            resnet_depth_config(bad)
+    with pytest.raises(ValueError, match="9n"):
+        resnet_depth_config(32, bottleneck=True)
+
+
+def test_resnet_activation_specs():
+    from keras_actfn import CustomActivation
+
+    model = resnet_v1(20, input_shape=(8, 8, 3), activation="x*sigmoid(x)", batchnorm=False)
+    acts = [layer for layer in model.layers if isinstance(layer, CustomActivation)]
+    assert len(acts) == 1 + 9 * 2 and acts[0].name == "stem_act"
+    model = resnet_v1(20, input_shape=(8, 8, 3), activation=lambda: keras.layers.ELU())
+    assert sum(isinstance(layer, keras.layers.ELU) for layer in model.layers) == 19
+    assert sum(isinstance(layer, keras.layers.BatchNormalization)
+               for layer in model.layers) == 19 + 2
+
+
+# ------------------------------------------------------------------ deep unnormalized ResNet
+@pytest.fixture(scope="module")
+def resnet110():
+    """ResNet-v1-110 without BatchNormalization: 278 layers, 112 of them weighted."""
+    model = resnet_v1(110, batchnorm=False, input_shape=(32, 32, 3))
+    layers = _weighted(model)
+    probe = _probe(model, layers)
+    x = _gaussian((8, 32, 32, 3))
+    default = _variances(probe, x)          # he_normal convolutions, as built
+    _autoinit(model, seed=0)
+    auto = _variances(probe, x)
+    return {"model": model, "layers": layers, "default": default, "autoinit": auto}
+
+
+def test_resnet110_is_deep_and_unnormalized(resnet110):
+    model = resnet110["model"]
+    assert len(model.layers) >= 100
+    assert len(resnet110["layers"]) == 112  # stem + 54 blocks x 2 convs, 2 projections, logits
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    # no weighted layer applies an activation itself: its output is the pre-activation
+    assert all(layer.get_config().get("activation") in (None, "linear")
+               for layer in resnet110["layers"])
+
+
+def test_default_init_explodes_autoinit_does_not(resnet110):
+    default, auto = resnet110["default"], resnet110["autoinit"]
+    # default (he_normal): the residual stream doubles its variance every block
+    last = default[-10:]
+    assert np.all((last > BAND[1]) | (last < BAND[0])), last
+    assert default[-1] > 1e6 and np.all(default[-10:] > 1e6)
+    # AutoInit, one weight draw: every weighted layer within a factor of 20 of the target,
+    # ~15 orders of magnitude below the default init at the end of the network
+    s = 1.0
+    assert np.all(np.isfinite(auto))
+    assert auto.min() > s / 20 and auto.max() < 20 * s, (auto.min(), auto.max())
+    assert np.median(auto) == pytest.approx(s, rel=0.5)
+    assert default[-1] / auto[-1] > 1e6
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "one weight draw of an unnormalized 16-64-channel ResNet-v1 is not within [0.5, 2] at "
+    "every layer: the scalar (mean, var) model predicts the expectation over draws (see "
+    "test_autoinit_is_unbiased_over_weight_draws) but not the per-draw per-channel offsets "
+    "of the ReLU'd residual stream"))
+def test_every_weighted_layer_within_band_for_one_draw(resnet110):
+    auto = resnet110["autoinit"]
+    bad = [(layer.name, round(v, 3)) for layer, v in zip(resnet110["layers"], auto)
+           if not BAND[0] <= v <= BAND[1]]
+    assert not bad
+
+
+def test_autoinit_is_unbiased_over_weight_draws():
+    """Mean over 40 AutoInit draws of every weighted layer's output variance is in
+    [0.5, 2] x signal_variance (ResNet-v1-56 without BatchNormalization: 142 layers)."""
+    model = resnet_v1(56, batchnorm=False, input_shape=(32, 32, 3))
+    layers = _weighted(model)
+    probe = _probe(model, layers)
+    x = _gaussian((4, 32, 32, 3))
+    s = 2.0  # a non-unit target: every layer should follow it
+    draws = []
+    for seed in range(40):
+        _autoinit(model, seed=seed, signal_variance=s)
+        draws.append(_variances(probe, x))
+    mean = np.mean(draws, axis=0) / s
+    bad = [(layer.name, round(v, 3)) for layer, v in zip(layers, mean)
+           if not BAND[0] <= v <= BAND[1]]
+    assert not bad, bad
+
+
+def test_same_padding_on_small_maps_keeps_variance():
+    inputs = keras.Input((4, 4, 32))
+    x = inputs
+    for _ in range(8):
+        x = keras.layers.Conv2D(32, 3, padding="same")(x)
+    model = keras.Model(inputs, x)
+    _autoinit(model, seed=0)
+    v = _variances(_probe(model, _weighted(model)), _gaussian((256, 4, 4, 32)))
+    assert np.all((v > BAND[0]) & (v < BAND[1])), v
+
+
+# ----------------------------------------------------------- closed-form special cases
+def _relative_tolerance(n, sigmas=5.0):
+    # sample variance of n zero-mean weights: relative standard error sqrt((kurtosis-1)/n),
+    # kurtosis <= 3 for the (truncated) normal draws
+    return sigmas * np.sqrt(2.0 / n)
+
+
+def _assert_weight_variance(layer, expected):
+    kernel = np.asarray(layer.kernel.numpy(), dtype=np.float64)
+    n = kernel.size
+    assert abs(kernel.mean()) < 5 * np.sqrt(expected / n)
+    assert kernel.var() == pytest.approx(expected, rel=_relative_tolerance(n)), layer.name
+    if layer.use_bias:
+        assert np.all(layer.bias.numpy() == 0.0)
+
+
+def _gauss_expect(fn, var=1.0, points=200):
+    """E fn(Z), Z ~ N(0, var), by Gauss-Hermite (independent of AutoInit's quadrature)."""
+    z, w = np.polynomial.hermite_e.hermegauss(points)
+    return float(np.sum(w * fn(np.sqrt(var) * z)) / np.sqrt(2.0 * np.pi))
+
+
+@pytest.mark.parametrize("s", [1.0, 0.5])
+def test_relu_mlp_gets_he_initialization(s):
+    inputs = keras.Input((64,))
+    x = inputs
+    for width in (512, 512, 256):
+        x = keras.layers.Dense(width, activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10)(x))
+    _autoinit(model, seed=1, signal_variance=s)
+    layers = _weighted(model)
+    # first layer: zero-mean unit-variance input, E x^2 = 1 -> s / fan_in
+    _assert_weight_variance(layers[0], s / 64)
+    # deeper: s / (fan_in * E relu(z)^2), z ~ N(0, s); E relu(z)^2 = s/2 -> He's 2/fan_in
+    second = _gauss_expect(lambda z: np.maximum(z, 0.0) ** 2, var=s)
+    assert second == pytest.approx(s / 2, rel=1e-9)
+    for layer in layers[1:]:
+        fan_in = layer.kernel.shape[0]
+        _assert_weight_variance(layer, s / (fan_in * second))
+        assert s / (fan_in * second) == pytest.approx(2.0 / fan_in)
+
+
+def test_relu_cnn_gets_he_initialization():
+    inputs = keras.Input((12, 12, 3))
+    x = inputs
+    for filters in (64, 64, 128):
+        x = keras.layers.Conv2D(filters, 3, padding="same")(x)
+        x = keras.layers.ReLU()(x)
+    model = keras.Model(inputs, x)
+    _autoinit(model, seed=2)
+    convs = _weighted(model)
+    _assert_weight_variance(convs[0], 1.0 / (3 * 3 * 3))
+    for conv in convs[1:]:
+        fan_in = int(np.prod(conv.kernel.shape[:-1]))
+        _assert_weight_variance(conv, 2.0 / fan_in)
+
+
+@pytest.mark.parametrize("activation", [None, "tanh"])
+def test_linear_and_tanh_mlp_get_lecun_initialization(activation):
+    inputs = keras.Input((128,))
+    x = inputs
+    for _ in range(4):
+        x = keras.layers.Dense(256, activation=activation)(x)
+    model = keras.Model(inputs, x)
+    _autoinit(model, seed=3)
+    layers = _weighted(model)
+    _assert_weight_variance(layers[0], 1.0 / 128)
+    second = 1.0 if activation is None else _gauss_expect(lambda z: np.tanh(z) ** 2)
+    for layer in layers[1:]:
+        _assert_weight_variance(layer, 1.0 / (256 * second))
+
+
+def test_deep_selu_mlp_stays_at_the_fixed_point():
+    inputs = keras.Input((64,))
+    x = inputs
+    for _ in range(32):
+        x = keras.layers.Dense(256, activation="selu")(x)
+    model = keras.Model(inputs, x)
+    _autoinit(model, seed=4)
+    outs = _probe(model, _weighted(model))([_gaussian((2048, 64), seed=5)])
+    for i, out in enumerate(outs):
+        out = np.asarray(out, dtype=np.float64)
+        assert abs(out.mean()) < 0.1, (i, out.mean())
+        assert 0.8 <= out.var() <= 1.25, (i, out.var())
