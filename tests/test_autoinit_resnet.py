@@ -209,19 +209,27 @@ def test_relu_mlp_gets_he_initialization(s):
         assert s / (fan_in * second) == pytest.approx(2.0 / fan_in)
 
 
-def test_relu_cnn_gets_he_initialization():
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_relu_cnn_gets_he_initialization(padding):
     inputs = keras.Input((12, 12, 3))
     x = inputs
     for filters in (64, 64, 128):
-        x = keras.layers.Conv2D(filters, 3, padding="same")(x)
+        x = keras.layers.Conv2D(filters, 3, padding=padding)(x)
         x = keras.layers.ReLU()(x)
     model = keras.Model(inputs, x)
     _autoinit(model, seed=2)
     convs = _weighted(model)
-    _assert_weight_variance(convs[0], 1.0 / (3 * 3 * 3))
-    for conv in convs[1:]:
+
+    def border_factor(length):
+        # 'same' 3-tap windows: the tap matrix is the tridiagonal all-ones band, whose
+        # Perron root is 1 + 2 cos(pi / (L + 1)); per layer the signal keeps root / 3
+        return 1.0 if padding == "valid" else ((1 + 2 * np.cos(np.pi / (length + 1))) / 3) ** 2
+
+    sizes = [12, 10, 8] if padding == "valid" else [12, 12, 12]
+    _assert_weight_variance(convs[0], 1.0 / (3 * 3 * 3) / border_factor(sizes[0]))
+    for conv, size in zip(convs[1:], sizes[1:]):
         fan_in = int(np.prod(conv.kernel.shape[:-1]))
-        _assert_weight_variance(conv, 2.0 / fan_in)
+        _assert_weight_variance(conv, 2.0 / fan_in / border_factor(size))
 
 
 @pytest.mark.parametrize("activation", [None, "tanh"])

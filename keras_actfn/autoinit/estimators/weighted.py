@@ -12,6 +12,8 @@ actual weights: output unit j has mean ``mu * sum_i W_ij + b_j`` and variance
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ...backend import keras
@@ -47,7 +49,7 @@ def init_linear(layer, kernel, fan_in: int, inputs: Moments, ctx, bias=None,
     """Draw ``kernel`` for output variance ``ctx.signal_variance`` (or propagate if kept).
 
     ``coverage`` (see :func:`window_coverage`) shrinks the effective fan-in of convolutions
-    whose windows reach into zero padding, so the *average* output keeps the target.
+    whose windows reach into zero padding.
     """
     if ctx.should_initialize(layer):
         second = inputs.second
@@ -65,27 +67,43 @@ def init_linear(layer, kernel, fan_in: int, inputs: Moments, ctx, bias=None,
 
 def window_coverage(input_shape, kernel_size, strides, dilation, padding,
                     channels_first=False) -> float:
-    """Average fraction of a convolution window's taps that fall inside the input.
+    """Factor by which zero padding shrinks a convolution's output variance.
 
-    1 for ``valid`` padding; below 1 for ``same``/``causal`` padding, where border outputs
-    reach into zeros (a 3x3 window on a 4x4 map covers 69% on average). Unknown spatial
-    sizes count as large (coverage 1).
+    1 for ``valid`` padding and for unknown spatial sizes. With ``same``/``causal`` padding
+    border outputs reach into zeros. A single layer on a uniform input loses the average
+    in-bounds fraction of its taps (a 3x3 window on a 4x4 map: 69%). In a stack of
+    stride-1 convolutions, though, the variance profile settles into the dominant mode of
+    the window's tap matrix A (higher in the middle), and each layer then scales the signal
+    by the Perron root of A divided by the window size (4x4 map: 76%; 32x32: 99.4%). Deep
+    networks are what AutoInit is for, so stride-1 layers use the Perron root and strided
+    layers (which change the map size) the average fraction.
     """
     spatial = input_shape[2:] if channels_first else input_shape[1:-1]
     fraction = 1.0
     for length, k, stride, rate in zip(spatial, kernel_size, strides, dilation):
         if length is None or padding == "valid" or k == 1:
             continue
-        span = (k - 1) * rate + 1
-        if padding == "causal":
-            out_len, before = length, span - 1
-        else:  # "same"
-            out_len = -(-length // stride)
-            before = max((out_len - 1) * stride + span - length, 0) // 2
-        starts = np.arange(out_len) * stride - before
-        taps = starts[:, None] + np.arange(k) * rate
-        fraction *= float(((taps >= 0) & (taps < length)).mean())
+        fraction *= _axis_factor(int(length), int(k), int(stride), int(rate), padding)
     return fraction
+
+
+@functools.lru_cache(maxsize=1024)
+def _axis_factor(length, k, stride, rate, padding):
+    span = (k - 1) * rate + 1
+    if padding == "causal":
+        out_len, before = length, span - 1
+    else:  # "same"
+        out_len = -(-length // stride)
+        before = max((out_len - 1) * stride + span - length, 0) // 2
+    starts = np.arange(out_len) * stride - before
+    taps = starts[:, None] + np.arange(k) * rate
+    inside = (taps >= 0) & (taps < length)
+    if stride == 1 and out_len == length:
+        tap_matrix = np.zeros((out_len, length))
+        rows = np.repeat(np.arange(out_len), k).reshape(out_len, k)
+        tap_matrix[rows[inside], taps[inside]] = 1.0
+        return float(np.max(np.abs(np.linalg.eigvals(tap_matrix)))) / k
+    return float(inside.mean())
 
 
 def _conv_coverage(layer, ctx) -> float:
