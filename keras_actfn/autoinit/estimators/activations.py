@@ -48,7 +48,8 @@ def _callable_moments(fn, mean, var):
 
 
 def _softmax_like(fn, moments, ctx):
-    shape = ctx.node.input_shapes[0] if ctx.node is not None else (None, 10)
+    # the shape the activation acts on: a Dense(..., activation='softmax') node's output
+    shape = ctx.node.output_shapes[0] if ctx.node is not None else (None, 10)
     x = ctx.gaussian_input(shape, moments)
     y = np.asarray(fn(tf.constant(x)), dtype=np.float64)
     return Moments(float(y.mean()), float(y.var()))
