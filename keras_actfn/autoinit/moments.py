@@ -38,7 +38,8 @@ _GRID_POINTS = 12001  # odd: Simpson's rule
 
 
 @functools.lru_cache(maxsize=1)
-def _grid():
+def quadrature_grid():
+    """Simpson nodes z on [-12, 12] and weights already multiplied by the normal density."""
     z = np.linspace(-_Z_LIMIT, _Z_LIMIT, _GRID_POINTS)
     h = z[1] - z[0]
     w = np.ones_like(z)
@@ -53,7 +54,7 @@ def gaussian_expect(fn: Callable[[np.ndarray], np.ndarray], mean: float, var: fl
     if var <= 0:
         y = float(np.asarray(fn(np.array([float(mean)])), dtype=np.float64).reshape(-1)[0])
         return Moments(y, 0.0)
-    z, w = _grid()
+    z, w = quadrature_grid()
     with np.errstate(all="ignore"):
         y = np.asarray(fn(mean + math.sqrt(var) * z), dtype=np.float64)
         m1 = float(np.dot(w, y))
@@ -70,7 +71,7 @@ def max_of_normals(k: int) -> tuple:
     """
     from scipy.special import log_ndtr
 
-    z, w = _grid()
+    z, w = quadrature_grid()
     with np.errstate(all="ignore"):
         # w already carries phi(z); multiply by k * Phi(z)^(k-1) computed in log space
         factor = k * np.exp((k - 1) * log_ndtr(z))

@@ -18,7 +18,7 @@ def monte_carlo(layer, inputs, ctx):
     shapes = ctx.node.input_shapes if ctx.node is not None else [(None, 16)] * len(inputs)
     xs = [tf.constant(ctx.gaussian_input(shape, m, seed_offset=i))
           for i, (shape, m) in enumerate(zip(shapes, inputs))]
-    args, kwargs = _rebuild_call(ctx.node, xs)
+    args, kwargs = rebuild_call(ctx.node, xs)
     # training mode may update state (moving averages, counters): put it back afterwards
     state = [(v, v.numpy()) for v in getattr(layer, "non_trainable_weights", [])]
     try:
@@ -33,7 +33,7 @@ def monte_carlo(layer, inputs, ctx):
             for y in tf.nest.flatten(out)]
 
 
-def _rebuild_call(node, xs):
+def rebuild_call(node, xs):
     """The node's call arguments with its symbolic input tensors replaced by ``xs``."""
     if node is None:
         return (xs[0] if len(xs) == 1 else xs,), {}

@@ -44,7 +44,7 @@ import math
 import numpy as np
 
 from ...backend import KERAS3, keras, tf
-from ..moments import Moments, _grid, max_of_normals
+from ..moments import Moments, max_of_normals, quadrature_grid
 from . import register
 from .weighted import linear_moments
 
@@ -103,7 +103,7 @@ def grid_expect(fn, m: Moments, warn=None) -> Moments:
     if m.var <= 0:
         y = np.asarray(fn(np.array([float(m.mean)])), dtype=np.float64).reshape(-1)[0]
         return Moments(float(y), 0.0)
-    z, w = _grid()
+    z, w = quadrature_grid()
     with np.errstate(all="ignore"):
         y = np.asarray(fn(m.mean + math.sqrt(m.var) * z), dtype=np.float64).reshape(-1)
         ok = ~np.isnan(y)

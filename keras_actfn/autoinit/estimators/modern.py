@@ -562,7 +562,7 @@ def _time_distributed(layer, inputs, ctx):
 
 def _recurrent(layer, inputs, ctx):
     """Default initialization kept (§5.4); moments by Monte Carlo on the layer alone."""
-    from .fallback import _rebuild_call
+    from .fallback import rebuild_call
 
     if ctx.record is not None:
         ctx.record.method = "monte_carlo"
@@ -574,7 +574,7 @@ def _recurrent(layer, inputs, ctx):
         if len(shape) >= 3 and shape[1] is None:
             shape[1] = RNN_STEPS  # the time axis of a sequence
         xs.append(tf.constant(ctx.gaussian_input(shape, m, seed_offset=i)))
-    args, kwargs = _rebuild_call(node, xs)
+    args, kwargs = rebuild_call(node, xs)
     out = layer(*args, training=True, **kwargs)
     return [Moments(float(np.mean(y)), float(np.var(np.asarray(y, dtype=np.float64))))
             for y in tf.nest.flatten(out)]

@@ -57,7 +57,7 @@ import math
 import numpy as np
 
 from ...backend import KERAS3, keras, tf
-from ..moments import Moments, _grid, max_of_normals
+from ..moments import Moments, max_of_normals, quadrature_grid
 from . import register
 
 L = keras.layers
@@ -121,7 +121,7 @@ def _sample(ctx, shape, moments: Moments, seed_offset=0):
 
 def _monte_carlo(layer, inputs, ctx, shapes=None):
     """Run ``layer`` on seeded Gaussian inputs; the same tensor fed twice gets one sample."""
-    from .fallback import _rebuild_call
+    from .fallback import rebuild_call
 
     node = getattr(ctx, "node", None)
     shapes = shapes or (node.input_shapes if node is not None else [(None, 16)] * len(inputs))
@@ -131,7 +131,7 @@ def _monte_carlo(layer, inputs, ctx, shapes=None):
         if key not in samples:
             samples[key] = tf.constant(_sample(ctx, shape, m, seed_offset=i))
         xs.append(samples[key])
-    args, kwargs = _rebuild_call(node, xs)
+    args, kwargs = rebuild_call(node, xs)
     try:
         out = layer(*args, training=True, **kwargs)
     except TypeError:
@@ -573,7 +573,7 @@ def max_of_independent(moments) -> Moments:
     """
     from scipy.special import ndtr
 
-    z, w = _grid()
+    z, w = quadrature_grid()
     sds = [math.sqrt(max(m.var, 0.0)) for m in moments]
     m1 = m2 = 0.0
     for i, (mi, si) in enumerate(zip(moments, sds)):
