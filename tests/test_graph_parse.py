@@ -643,3 +643,9 @@ def test_long_chains_fail_at_the_first_operator_past_the_limit():
     with pytest.raises(ParseError, match="deep") as info:
         parse("x" + "+x" * 5000)
     assert info.value.position == 1 + 2 * GRAPH_MAX_DEPTH  # the 65th '+'
+
+
+def test_fusions_apply_to_graphs_built_in_code_too():
+    built = Apply("log", Apply("sigmoid", Param("alpha") * X))
+    assert built == parse("log_sigmoid(alpha * x)") == parse("log(sigmoid(alpha*x))")
+    assert parse(str(built)) == built and built.op.name == "log_sigmoid"

@@ -172,14 +172,28 @@ class Param(Expr):
         self._freeze(("p", name))
 
 
+#: compositions stored as one numerically stable operator, whoever builds them (parser or
+#: code): log(sigmoid(e)) is log_sigmoid(e), so every tree still prints to text that
+#: parses back to an equal tree
+FUSIONS = {("log", "sigmoid"): "log_sigmoid"}
+
+
 class Apply(Expr):
-    """An operator applied to sub-expressions."""
+    """An operator applied to sub-expressions.
+
+    Built in ``__new__`` (there is no ``__init__``) so a fusion can hand back the fused node.
+    """
 
     __slots__ = ("op", "args", "_depth")
 
-    def __init__(self, op, *args):
+    def __new__(cls, op, *args):
         op = op if isinstance(op, _ops.Operator) else _ops.get(op)
         args = tuple(args)
+        if len(args) == 1 and isinstance(args[0], Apply):
+            fused = FUSIONS.get((op.name, args[0].op.name))
+            if fused:
+                return Apply(fused, *args[0].args)
+        self = super().__new__(cls)
         if not op.accepts(len(args)):
             raise ValueError(f"{op.name} takes {op.arity_text} inputs, got {len(args)}")
         for a in args:
@@ -192,6 +206,7 @@ class Apply(Expr):
         object.__setattr__(self, "args", args)
         object.__setattr__(self, "_depth", depth)
         self._freeze((op.name,) + args)
+        return self
 
     @property
     def children(self):

@@ -62,9 +62,6 @@ class ArityError(ParseError):
     """An operator called with the wrong number of inputs."""
 
 
-_FUSIONS = {("log", "sigmoid"): "log_sigmoid"}
-
-
 def known_names() -> list[str]:
     return sorted(set(_ops.ALIASES) | set(PARAM_NAMES) | {"x", "pi"})
 
@@ -218,10 +215,6 @@ class _Parser:
         if not op.accepts(len(args)):
             raise ArityError(f"{name!r} takes {op.arity_text} input(s), got {len(args)}",
                              self.text, pos, f"{op.arity_text} comma-separated input(s)")
-        if len(args) == 1 and isinstance(args[0], Apply):
-            fused = _FUSIONS.get((op.name, args[0].op.name))
-            if fused:
-                return self.apply(pos, fused, *args[0].args)
         return self.apply(pos, op, *args)
 
     def apply(self, pos, op, *args):
