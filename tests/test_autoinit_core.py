@@ -9,7 +9,7 @@ import pytest
 from keras_actfn.autoinit import AutoInit, AutoInitError, Moments, gaussian_expect
 from keras_actfn.autoinit.moments import max_of_normals
 from keras_actfn.autoinit.weights import DISTRIBUTIONS, sample
-from keras_actfn.backend import keras, tf
+from keras_actfn.backend import keras
 from keras_actfn.expr import evaluate, gaussian_moments, parse
 from keras_actfn.layers import CustomActivation
 

@@ -6,7 +6,7 @@ import math
 
 from ..backend import keras, serializable, tf
 from ..expr import Expr, evaluate, gaussian_moments, parse
-from .sharing import PARAM_SHAPES, normalize_param_shape, parameter_shape
+from .sharing import normalize_param_shape, parameter_shape
 
 
 @serializable
