@@ -16,7 +16,7 @@ import pytest
 from keras_actfn import backend
 from keras_actfn.backend import keras, tf
 from test_autoinit_modern import *  # noqa: F401,F403 - the checks shared by both Kerases
-from test_autoinit_modern import assert_close, autoinit, gaussian, record
+from test_autoinit_modern import _op_check, assert_close, autoinit, gaussian, record
 
 L = keras.layers
 
@@ -82,18 +82,6 @@ OPS = [
     ("softmax", 1, lambda x: tf.nn.softmax(x, axis=-1), "monte_carlo", 0.03),
     ("cumsum_no_rule", 1, lambda x: tf.math.cumsum(x, axis=1), "monte_carlo", 0.03),
 ]
-
-
-def _op_check(n_inputs, fn, method, rel, label, batch=16384):
-    inputs = [keras.Input((8, 16)) for _ in range(n_inputs)]
-    model = keras.Model(inputs, fn(*inputs))
-    moments = [X_MOMENTS, Y_MOMENTS][:n_inputs]
-    ai, warns = autoinit(model, [m for m, _ in moments], [v for _, v in moments])
-    xs = [gaussian((batch, 8, 16), m, v, seed=11 + i) for i, (m, v) in enumerate(moments)]
-    y = model(xs)
-    assert_close(ai.output_moments[0], y, rel=rel, label=label)
-    assert ai.records[-1].method == method, (label, ai.records[-1].method)
-    return warns
 
 
 @pytest.mark.parametrize("name,n_inputs,fn,method,rel", OPS, ids=[o[0] for o in OPS])
