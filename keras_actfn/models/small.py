@@ -6,10 +6,15 @@ from ..backend import keras
 from ..layers.custom import activation_layer
 
 
-def mnist1d_mlp(activation="relu", input_length=40, num_classes=10, width=100, **act_kwargs):
-    """Two hidden layers of ``width`` units, as in the MNIST-1D benchmark's MLP."""
-    inputs = keras.Input((input_length,))
-    x = inputs
+def mnist1d_mlp(activation="relu", input_length=40, num_classes=10, width=100,
+                input_shape=None, **act_kwargs):
+    """Two hidden layers of ``width`` units, as in the MNIST-1D benchmark's MLP.
+
+    ``input_shape`` overrides ``(input_length,)``; inputs of rank > 1 (e.g. ``(40, 1)``)
+    are flattened first.
+    """
+    inputs = keras.Input(tuple(input_shape) if input_shape else (input_length,))
+    x = keras.layers.Flatten()(inputs) if len(inputs.shape) > 2 else inputs
     for _ in range(2):
         x = keras.layers.Dense(width)(x)
         x = activation_layer(activation, **act_kwargs)(x)
