@@ -6,12 +6,15 @@ each weighted layer's output (its pre-activation: the Conv2D/Dense layers of ``r
 carry no ``activation=``) is measured, or the drawn weights' sample variance is compared
 with the formula, within the sampling error of that many weights.
 
-What AutoInit controls in a residual network is the *expected* output variance over weight
-draws: one draw of a 16-channel unnormalized ResNet-v1 wanders well away from it (the
-post-Add ReLU stream has a large mean, which turns into per-channel offsets that a
-chi-square with only C_out degrees of freedom scales up or down, and those compound along
-the residual stream). The tests assert the expectation tightly (over 40 draws) and one draw
-loosely; the strict one-draw band is kept as an expected failure that documents the gap.
+AutoInit's scalar model (the published one, ``match_draw=False``) controls the *expected*
+output variance over weight draws: one draw of a 16-channel unnormalized ResNet-v1 wanders
+far from it (up to ~13x here). Two things the scalar model cannot see make the difference:
+the post-Add ReLU stream has a large mean, which each draw turns into per-channel offsets
+with only C_out degrees of freedom; and zero padding makes those means lower at the
+borders, which in the 8x8 third stage grows into most of the signal. ``match_draw=True``
+(the default) tracks per-channel means and variances plus the mean map of every feature
+map, and rescales each kernel for the draw it got: one draw then stays within [0.5, 2] of
+the target at every weighted layer, which is what is asserted.
 """
 
 import warnings
@@ -96,9 +99,16 @@ def resnet110():
     probe = _probe(model, layers)
     x = _gaussian((8, 32, 32, 3))
     default = _variances(probe, x)          # he_normal convolutions, as built
-    _autoinit(model, seed=0)
-    auto = _variances(probe, x)
-    return {"model": model, "layers": layers, "default": default, "autoinit": auto}
+    scalar = []
+    for seed in range(3):                   # the published scalar model, one draw each
+        _autoinit(model, seed=seed, match_draw=False)
+        scalar.append(_variances(probe, x))
+    tracked = []
+    for seed in range(3):                   # per-channel tracking, one draw each
+        _autoinit(model, seed=seed)
+        tracked.append(_variances(probe, x))
+    return {"model": model, "layers": layers, "default": default, "autoinit": tracked[0],
+            "scalar_draws": np.array(scalar), "tracked_draws": np.array(tracked)}
 
 
 def test_resnet110_is_deep_and_unnormalized(resnet110):
@@ -117,25 +127,52 @@ def test_default_init_explodes_autoinit_does_not(resnet110):
     last = default[-10:]
     assert np.all((last > BAND[1]) | (last < BAND[0])), last
     assert default[-1] > 1e6 and np.all(default[-10:] > 1e6)
-    # AutoInit, one weight draw: every weighted layer within a factor of 20 of the target,
-    # ~15 orders of magnitude below the default init at the end of the network
+    # AutoInit, one weight draw: ~15 orders of magnitude below the default init at the end
     s = 1.0
     assert np.all(np.isfinite(auto))
-    assert auto.min() > s / 20 and auto.max() < 20 * s, (auto.min(), auto.max())
-    assert np.median(auto) == pytest.approx(s, rel=0.5)
     assert default[-1] / auto[-1] > 1e6
+    for draw in resnet110["tracked_draws"]:
+        assert np.median(draw) == pytest.approx(s, rel=0.25)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "one weight draw of an unnormalized 16-64-channel ResNet-v1 is not within [0.5, 2] at "
-    "every layer: the scalar (mean, var) model predicts the expectation over draws (see "
-    "test_autoinit_is_unbiased_over_weight_draws) but not the per-draw per-channel offsets "
-    "of the ReLU'd residual stream"))
+def test_tracking_channels_beats_the_scalar_model_on_every_draw(resnet110):
+    """Worst layer's deviation |log(var / target)| per draw: the published scalar model
+    (mean over draws right, one draw off by up to ~13x) vs per-channel tracking."""
+    worst = lambda draws: np.abs(np.log(draws)).max(axis=1)  # noqa: E731
+    scalar, tracked = worst(resnet110["scalar_draws"]), worst(resnet110["tracked_draws"])
+    assert np.all(tracked < np.log(2)), np.exp(tracked)
+    assert np.all(tracked < scalar), (np.exp(tracked), np.exp(scalar))
+    assert np.exp(scalar).max() > 4  # the gap the tracking closes is real
+
+
 def test_every_weighted_layer_within_band_for_one_draw(resnet110):
-    auto = resnet110["autoinit"]
-    bad = [(layer.name, round(v, 3)) for layer, v in zip(resnet110["layers"], auto)
-           if not BAND[0] <= v <= BAND[1]]
-    assert not bad
+    """The issue's requirement, for each of three independent draws."""
+    for seed, draw in enumerate(resnet110["tracked_draws"]):
+        bad = [(layer.name, round(v, 3)) for layer, v in zip(resnet110["layers"], draw)
+               if not BAND[0] <= v <= BAND[1]]
+        assert not bad, (seed, bad)
+
+
+def test_tracked_channel_moments_match_the_network():
+    """Per-channel means AutoInit predicts for one draw vs the network's, measured on
+    Gaussian input (ResNet-v1-20 without BatchNormalization, 16x16 input)."""
+    model = resnet_v1(20, batchnorm=False, input_shape=(16, 16, 3))
+    ai = AutoInit(seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, est = ai.initialize_model(model, return_estimates=True)
+    sites = [layer for layer in model.layers if isinstance(layer, WEIGHTED) or
+             layer.name.endswith("_out")]
+    outs = _probe(model, sites)([_gaussian((256, 16, 16, 3), seed=6)])
+    for layer, out in zip(sites, outs):
+        out = np.asarray(out, dtype=np.float64)
+        out = out.reshape(-1, out.shape[-1])
+        pred = est[layer.name]
+        spread = out.mean(axis=0).std()
+        # channel means: the prediction follows the draw (per-channel offsets up to ~3)
+        np.testing.assert_allclose(pred.means, out.mean(axis=0), rtol=0.1,
+                                   atol=0.1 * max(1.0, spread) + 0.05, err_msg=layer.name)
+        assert pred.var == pytest.approx(out.var(), rel=0.2), layer.name
 
 
 def test_autoinit_is_unbiased_over_weight_draws():
@@ -196,7 +233,7 @@ def test_relu_mlp_gets_he_initialization(s):
     for width in (512, 512, 256):
         x = keras.layers.Dense(width, activation="relu")(x)
     model = keras.Model(inputs, keras.layers.Dense(10)(x))
-    _autoinit(model, seed=1, signal_variance=s)
+    _autoinit(model, seed=1, signal_variance=s, match_draw=False)  # the closed form itself
     layers = _weighted(model)
     # first layer: zero-mean unit-variance input, E x^2 = 1 -> s / fan_in
     _assert_weight_variance(layers[0], s / 64)
@@ -217,7 +254,7 @@ def test_relu_cnn_gets_he_initialization(padding):
         x = keras.layers.Conv2D(filters, 3, padding=padding)(x)
         x = keras.layers.ReLU()(x)
     model = keras.Model(inputs, x)
-    _autoinit(model, seed=2)
+    _autoinit(model, seed=2, match_draw=False)
     convs = _weighted(model)
 
     def border_factor(length):

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..backend import KERAS3, keras, tf
 from . import estimators
-from .moments import Moments
+from .moments import ChannelMoments, Moments
 from .weights import check_distribution, sample
 
 
@@ -47,6 +47,7 @@ class Context:
     rng: np.random.Generator
     keep: set
     center: bool = False
+    match_draw: bool = True
     mc_samples: int = 100_000
     custom: dict = field(default_factory=dict)
     initialized: set = field(default_factory=set)
@@ -110,12 +111,17 @@ class AutoInit:
         keep: names (or layer objects) of layers whose weights stay as they are (pretrained,
             frozen); AutoInit propagates through their actual weights.
         seed: seed of the weight draws (None: fresh entropy).
+        match_draw: track each channel's mean and variance through Dense/Conv/Depthwise
+            layers, activations, Add/Subtract/Average and global average pooling, and rescale
+            each drawn kernel by one scalar so that this draw -- not only the average over
+            draws -- gives output variance ``signal_variance`` (see docs/autoinit.md).
+            ``False``: the published package's behaviour (variance right in expectation).
     """
 
     def __init__(self, weight_init_config=None, input_data_mean=0.0, input_data_var=1.0,
                  custom_distribution_estimators=None, signal_variance=1.0, *,
                  distribution=None, center_activations=False, keep=(), seed=None,
-                 mc_samples=100_000):
+                 match_draw=True, mc_samples=100_000):
         config = dict(weight_init_config or {})
         unknown = set(config) - {"distribution"}
         if unknown:
@@ -137,6 +143,7 @@ class AutoInit:
         self.center_activations = bool(center_activations)
         self.keep = set(keep)
         self.seed = seed
+        self.match_draw = bool(match_draw)
         self.mc_samples = int(mc_samples)
         self.records: list[Record] = []
 
@@ -152,7 +159,8 @@ class AutoInit:
             model = keras.models.load_model(model, custom_objects=custom_objects)
         estimators.load_all()
         ctx = Context(self.signal_variance, self.distribution, np.random.default_rng(self.seed),
-                      self.keep, self.center_activations, self.mc_samples, self.custom)
+                      self.keep, self.center_activations, match_draw=self.match_draw,
+                      mc_samples=self.mc_samples, custom=self.custom)
         self.records = []
         inputs = _input_moments(model, self.input_data_mean, self.input_data_var)
         outputs = propagate(model, inputs, ctx, self.records)
@@ -268,13 +276,24 @@ def propagate(model, input_moments, ctx: Context, records: list) -> list:
         if len(outs) != len(node.outputs):
             raise AutoInitError(f"estimator for {op.name!r} returned {len(outs)} moments for "
                                 f"{len(node.outputs)} outputs")
-        outs = [Moments(float(m.mean), float(m.var)).check(f"after layer {op.name!r}")
-                for m in outs]
+        outs = [_settle(m, t, ins).check(f"after layer {op.name!r}")
+                for m, t in zip(outs, node.outputs)]
         rec.outputs = outs
         records.append(rec)
         for t, m in zip(node.outputs, outs):
             known[id(t)] = m
     return [known[id(t)] for t in graph.outputs]
+
+
+def _settle(moments, tensor, inputs) -> Moments:
+    """Per-channel moments survive only when an estimator made them for this tensor's last
+    axis; a rule that passes its input through unchanged (shape layers, identity ops) may
+    have moved the channels, so its output keeps the aggregate only."""
+    if isinstance(moments, ChannelMoments) and not any(moments is m for m in inputs):
+        shape = tuple(tensor.shape)
+        if shape and shape[-1] == moments.channels:
+            return moments
+    return Moments(float(moments.mean), float(moments.var))
 
 
 def estimate(op, inputs, ctx: Context):

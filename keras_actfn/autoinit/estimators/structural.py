@@ -57,7 +57,7 @@ import math
 import numpy as np
 
 from ...backend import KERAS3, keras, tf
-from ..moments import Moments, max_of_normals, quadrature_grid
+from ..moments import ChannelMoments, Moments, channel_arrays, max_of_normals, quadrature_grid
 from . import register
 
 L = keras.layers
@@ -320,7 +320,14 @@ def global_average_pooling(layer, inputs, ctx):
     """``E y = mu``, ``Var y = nu/K`` with K the product of the pooled (spatial) axes."""
     m = inputs[0]
     k = _global_k(layer, ctx)
-    return m if not k else Moments(m.mean, m.var / k)
+    if not k:
+        return m
+    if isinstance(m, ChannelMoments) and \
+            getattr(layer, "data_format", "channels_last") != "channels_first":
+        if m.mean_map is not None:  # the map averages out exactly; local noise by 1/K
+            return ChannelMoments(m.means, m.local_variances / k)
+        return ChannelMoments(m.means, m.variances / k)  # channels stay the last axis
+    return Moments(m.mean, m.var / k)
 
 
 @register(*_cls("GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D"))
@@ -529,6 +536,22 @@ def _linear(inputs, coeffs, ctx) -> Moments:
     total = {}
     for k, m, c in zip(keys, inputs, coeffs):
         total[k] = (m, total.get(k, (m, 0.0))[1] + c)
+    channels = {m.channels for m, _ in total.values() if isinstance(m, ChannelMoments)}
+    if len(channels) == 1:  # per-channel: each channel's means and variances combine alike
+        n = channels.pop()
+        maps = {m.mean_map.shape for m, _ in total.values()
+                if getattr(m, "mean_map", None) is not None}
+        if len(maps) == 1:  # position-dependent means add exactly; local variances add
+            shape = maps.pop()
+            mean_map = sum(c * (m.mean_map if getattr(m, "mean_map", None) is not None
+                                else np.broadcast_to(channel_arrays(m, n)[0], shape))
+                           for m, c in total.values())
+            local = sum(c * c * (m.local_variances if getattr(m, "mean_map", None) is not None
+                                 else channel_arrays(m, n)[1]) for m, c in total.values())
+            return ChannelMoments.from_map(mean_map, local)
+        arrays = [(channel_arrays(m, n), c) for m, c in total.values()]
+        return ChannelMoments(sum(c * mu for (mu, _), c in arrays),
+                              sum(c * c * nu for (_, nu), c in arrays))
     mean = sum(c * m.mean for m, c in total.values())
     var = sum(c * c * m.var for m, c in total.values())
     return Moments(mean, var)
