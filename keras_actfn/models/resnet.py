@@ -1,4 +1,5 @@
-"""CIFAR ResNet-v1 (He et al., 2016) with and without batch normalization.
+"""CIFAR ResNet-v1 (He et al., 2016) with and without batch normalization, and the
+pre-activation ResNet-v2 (He et al., 2016, "Identity Mappings"; see :func:`resnet_v2`).
 
 The dissertation's AutoInit experiments (§5.6) use ResNet-v1-56/-110 (basic blocks) and the
 deeper ResNet-164/-812 (bottleneck blocks), with and without BatchNormalization. The names
@@ -38,15 +39,19 @@ def resnet_depth_config(depth: int, bottleneck=None) -> tuple:
     (``depth = 6n + 2``: 20, 32, 44, 56, 110). 164 and 812 are also of the form 6n + 2; pass
     ``bottleneck=False`` for the basic-block variants.
     """
+    return _depth_config(depth, bottleneck, "ResNet-v1")
+
+
+def _depth_config(depth, bottleneck, family):
     depth = int(depth)
     if depth < 8:
-        raise ValueError(f"ResNet-v1 depth must be at least 8, got {depth}")
+        raise ValueError(f"{family} depth must be at least 8, got {depth}")
     if bottleneck is None:
         bottleneck = depth >= 164 and (depth - 2) % 9 == 0
     per_block = 3 if bottleneck else 2
     if (depth - 2) % (3 * per_block):
         form = "9n + 2 (bottleneck blocks)" if bottleneck else "6n + 2 (basic blocks)"
-        raise ValueError(f"ResNet-v1 depth must be {form}, e.g. "
+        raise ValueError(f"{family} depth must be {form}, e.g. "
                          f"{'164, 812' if bottleneck else '20, 32, 44, 56, 110'}; got {depth}")
     return (depth - 2) // (3 * per_block), bool(bottleneck)
 
@@ -126,4 +131,77 @@ def resnet_v1(depth, num_classes=10, input_shape=(32, 32, 3), activation="relu",
     return keras.Model(inputs, outputs, name=name or default_name)
 
 
-__all__ = ["resnet_v1", "resnet_depth_config"]
+def resnet_v2(depth, num_classes=10, input_shape=(32, 32, 3), activation="relu",
+              bottleneck=None, kernel_initializer="he_normal", weight_decay=1e-4, name=None,
+              **act_kwargs):
+    """Build a CIFAR pre-activation ResNet ("ResNet-v2") of ``depth``.
+
+    Where it comes from: He, Zhang, Ren & Sun, "Identity Mappings in Deep Residual
+    Networks" (ECCV 2016), the full pre-activation unit of their Fig. 4(e) on the CIFAR
+    layout of the original ResNet paper: a 3x3 stem convolution with 16 filters, three
+    stages of 16/32/64 filters (x4 at the output of bottleneck blocks), stride 2 at the
+    start of the second and third stages. Each unit is::
+
+        basic:       BN -> act -> conv3x3(stride) -> BN -> act -> conv3x3            -+-> Add
+        bottleneck:  BN -> act -> conv1x1(stride) -> BN -> act -> conv3x3             |
+                     -> BN -> act -> conv1x1(4x filters)                             -+
+        shortcut:    identity, or a 1x1 convolution (stride) of the unit's first
+                     BN -> act output when the shape changes
+
+    Following the paper, the very first unit (right after the stem) also takes its first
+    BN -> act before the split, so both paths see the activated stem. After the last unit:
+    BN -> act -> global average pooling -> Dense -> softmax. Depths: ``6n + 2`` with basic
+    blocks (56, 110), ``9n + 2`` with bottleneck blocks (164, 1001); He et al. report 0.85M
+    (ResNet-56), 1.7M (ResNet-110) and 1.7M (ResNet-164) parameters.
+
+    Activation sites: one before every convolution of the main path plus the final one,
+    ``depth - 1`` in all. Arguments are those of :func:`resnet_v1` (always with
+    BatchNormalization; convolutions have no biases).
+    """
+    blocks, bottleneck = _depth_config(depth, bottleneck, "ResNet-v2")
+    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
+    named = isinstance(activation, (str, Expr))
+
+    def conv(x, filters, kernel, strides, name):
+        return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same",
+                                   use_bias=False, kernel_initializer=kernel_initializer,
+                                   kernel_regularizer=reg, name=name)(x)
+
+    def bn_act(x, name):
+        x = keras.layers.BatchNormalization(name=name + "_bn")(x)
+        return activation_layer(activation, **({"name": name + "_act"} if named else {}),
+                                **act_kwargs)(x)
+
+    inputs = keras.Input(tuple(input_shape))
+    x = conv(inputs, STAGE_FILTERS[0], 3, 1, "stem_conv")
+    channels = STAGE_FILTERS[0]
+    for stage, filters in enumerate(STAGE_FILTERS, start=1):
+        out_channels = filters * BOTTLENECK_EXPANSION if bottleneck else filters
+        for block in range(1, blocks + 1):
+            prefix = f"stage{stage}_block{block}"
+            strides = 2 if stage > 1 and block == 1 else 1
+            project = strides != 1 or channels != out_channels
+            preact = bn_act(x, f"{prefix}_pre")
+            if bottleneck:
+                y = conv(preact, filters, 1, strides, f"{prefix}_conv1")
+                y = conv(bn_act(y, f"{prefix}_mid1"), filters, 3, 1, f"{prefix}_conv2")
+                y = conv(bn_act(y, f"{prefix}_mid2"), out_channels, 1, 1, f"{prefix}_conv3")
+            else:
+                y = conv(preact, filters, 3, strides, f"{prefix}_conv1")
+                y = conv(bn_act(y, f"{prefix}_mid1"), filters, 3, 1, f"{prefix}_conv2")
+            if project:
+                shortcut = conv(preact, out_channels, 1, strides, f"{prefix}_proj")
+            elif stage == 1 and block == 1:
+                shortcut = preact  # the first unit splits after the stem's activation
+            else:
+                shortcut = x
+            x = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
+            channels = out_channels
+    x = bn_act(x, "final")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(x)
+    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs, name=name or f"resnet_v2_{depth}")
+
+
+__all__ = ["resnet_v1", "resnet_v2", "resnet_depth_config"]
