@@ -714,3 +714,25 @@ __all__ = [
     "gaussian", "autoinit", "record", "assert_close", "assert_mean_over_seeds",
     "init_variances", "randomize", "predicted_vs_reference", "batch_for",
 ]
+
+
+def test_tied_embedding_read_out_gets_unit_logits():
+    """A matrix used for lookup and as the read-out (``reverse=True``, GPT weight tying) is
+    sized for the read-out: logits of a layer-normalized input have variance ~1 (with
+    Var(E) = 1, as for a plain embedding, they would have variance d = 64)."""
+    from keras_actfn.models.transformer_layers import TiedEmbedding
+
+    vocab, width = 300, 64
+    tokens = keras.Input((16,), dtype="int32")
+    embed = TiedEmbedding(vocab, width)
+    h = keras.layers.Dense(width)(embed(tokens))
+    h = keras.layers.LayerNormalization()(h)
+    logits = embed(h, reverse=True)
+    model = keras.Model(tokens, logits)
+    ai = AutoInit(seed=0)
+    _, est = ai.initialize_model(model, return_estimates=True)
+    matrix = embed.embeddings.numpy()
+    assert matrix.var() == pytest.approx(1.0 / width, rel=0.05)
+    x = np.random.default_rng(0).integers(0, vocab, (256, 16))
+    out = np.asarray(model(x), dtype=np.float64)
+    assert out.var() == pytest.approx(1.0, rel=0.15)

@@ -255,14 +255,42 @@ register(getattr(keras.layers, "Conv1DTranspose", None),
 
 
 # ------------------------------------------------------------------- Embedding
+def _reverse_calls(layer) -> bool:
+    """True when an embedding is also called with ``reverse=True`` (a tied read-out,
+    ``h @ E^T``, the convention of keras_hub's ReversibleEmbedding and our TiedEmbedding)."""
+    for node in getattr(layer, "_inbound_nodes", []):
+        arguments = getattr(node, "arguments", None)
+        kwargs = arguments.kwargs if arguments is not None else getattr(node, "call_kwargs", {})
+        if kwargs and kwargs.get("reverse"):
+            return True
+    return False
+
+
 @register(keras.layers.Embedding)
 def _embedding(layer, inputs, ctx):
+    """Lookup: entries of the matrix. Tied read-out (``reverse=True``): ``h @ E^T``.
+
+    A tied matrix serves two masters; AutoInit sizes it for the read-out, whose logits feed
+    a softmax and must not saturate it: ``Var(E) = signal_variance / d`` assumes the read-out
+    input has ``E h^2 = 1`` (GPT-style models put a LayerNorm there), so the lookup outputs
+    variance ``signal_variance / d`` -- small, as GPT-2's 0.02 standard deviation is.
+    """
     matrix = layer.embeddings
+    reverse = ctx.node is not None and bool(ctx.node.call_kwargs.get("reverse"))
     if ctx.should_initialize(layer):
-        ctx.draw(matrix, ctx.signal_variance, fan_in=int(matrix.shape[0]))
+        tied = reverse or _reverse_calls(layer)
+        width = int(matrix.shape[1])
+        variance = ctx.signal_variance / width if tied else ctx.signal_variance
+        ctx.draw(matrix, variance, fan_in=int(matrix.shape[0]))
         ctx.mark_initialized(layer)
-        return Moments(0.0, ctx.signal_variance)
+        if not reverse:
+            return Moments(0.0, variance)
     values = _np(matrix)
+    if reverse:  # logits: each of the vocabulary's outputs sums d products
+        x = inputs[0]
+        unit_mean = x.mean * values.sum(axis=1)
+        unit_var = x.var * np.square(values).sum(axis=1)
+        return Moments(float(unit_mean.mean()), float(unit_var.mean() + unit_mean.var()))
     return Moments(float(values.mean()), float(values.var()))
 
 
