@@ -170,7 +170,7 @@ def test_autoinit_plus_plus_centers_custom_activations():
     _, est = AutoInit(center_activations=True, seed=0).initialize_model(model,
                                                                           return_estimates=True)
     x = np.random.default_rng(1).standard_normal((20000, 32)).astype("float32")
-    h = keras.Model(model.inputs, acts[0].output)(x).numpy()
+    h = keras.Model(model.inputs, acts[0].output)([x]).numpy()
     assert abs(est[acts[0].name].mean) < 0.01
     np.testing.assert_allclose(est[acts[0].name].means, h.mean(axis=0), atol=0.01)
 
