@@ -113,7 +113,11 @@ _GRID_POINTS = 12001  # odd: Simpson's rule
 @functools.lru_cache(maxsize=1)
 def quadrature_grid():
     """Simpson nodes z on [-12, 12] and weights already multiplied by the normal density."""
-    z = np.linspace(-_Z_LIMIT, _Z_LIMIT, _GRID_POINTS)
+    return _simpson_normal(_Z_LIMIT, _GRID_POINTS)
+
+
+def _simpson_normal(limit: float, points: int):
+    z = np.linspace(-limit, limit, points)
     h = z[1] - z[0]
     w = np.ones_like(z)
     w[1:-1:2] = 4.0
@@ -140,13 +144,7 @@ _CHANNEL_GRID_POINTS = 801  # per-channel expectations: ~1e-4 relative at a kink
 
 @functools.lru_cache(maxsize=1)
 def _channel_grid():
-    z = np.linspace(-8.0, 8.0, _CHANNEL_GRID_POINTS)
-    h = z[1] - z[0]
-    w = np.ones_like(z)
-    w[1:-1:2] = 4.0
-    w[2:-1:2] = 2.0
-    w *= h / 3.0 * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-    return z, w
+    return _simpson_normal(8.0, _CHANNEL_GRID_POINTS)
 
 
 def gaussian_expect_channels(fn: Callable[[np.ndarray], np.ndarray], means, variances,

@@ -88,6 +88,9 @@ def activation_layer(spec, **kwargs):
     a zero-argument factory returning a layer (``lambda: PReLU()``) -> its result; a Keras
     activation callable (``keras.activations.relu``) -> ``Activation`` wrapping it.
     ``kwargs`` go to ``CustomActivation`` (``param_shape``, ``clip``, ``center``, ``name``).
+    A ``name`` names the layer made from text, an ``Expr``, a Keras name or an activation
+    callable; a factory's layer keeps the name the factory gave it (sites of one model
+    built from one factory would otherwise need unique names from the caller).
     """
     if isinstance(spec, Expr):
         return CustomActivation(spec, **kwargs)
@@ -107,3 +110,4 @@ def activation_layer(spec, **kwargs):
             raise TypeError(f"activation factory returned {type(made).__name__}, not a Keras layer")
         return made
     raise TypeError(f"cannot make an activation layer from {spec!r}")
+

@@ -36,7 +36,6 @@ The context length (nanoGPT's ``block_size``) is not given in the paper: ``seq_l
 from __future__ import annotations
 
 from ..backend import keras
-from ..expr import Expr
 from ..layers.custom import activation_layer
 from .transformer_layers import PositionEmbedding, TiedEmbedding
 
@@ -93,7 +92,6 @@ def gpt(config="mini_gpt", vocab_size=GPT2_VOCAB_SIZE, seq_len=DEFAULT_SEQ_LEN,
     if width % heads:
         raise ValueError(f"n_embd={width} is not a multiple of n_heads={heads}")
     vocab_size, seq_len = int(vocab_size), int(seq_len)
-    named = isinstance(activation, (str, Expr))
 
     def init():
         # a new initializer per layer: one unseeded instance reused gives every layer the
@@ -122,7 +120,7 @@ def gpt(config="mini_gpt", vocab_size=GPT2_VOCAB_SIZE, seq_len=DEFAULT_SEQ_LEN,
         x = keras.layers.Add(name=f"{prefix}_attention_add")([x, h])
         h = norm(x, f"{prefix}_ln2")
         h = dense(4 * width, f"{prefix}_mlp_dense1")(h)
-        h = activation_layer(activation, **({"name": f"{prefix}_mlp_act"} if named else {}),
+        h = activation_layer(activation, name=f"{prefix}_mlp_act",
                              **act_kwargs)(h)
         h = dense(width, f"{prefix}_mlp_dense2")(h)
         h = keras.layers.Dropout(dropout, name=f"{prefix}_mlp_dropout")(h)

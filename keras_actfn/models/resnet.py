@@ -24,8 +24,8 @@ pre-activation every weighted layer has here: no Conv/Dense layer carries an
 from __future__ import annotations
 
 from ..backend import keras
-from ..expr import Expr
 from ..layers.custom import activation_layer
+from .common import bn_act_factory, conv_factory
 
 STAGE_FILTERS = (16, 32, 64)
 BOTTLENECK_EXPANSION = 4
@@ -79,20 +79,14 @@ def resnet_v1(depth, num_classes=10, input_shape=(32, 32, 3), activation="relu",
     """
     blocks, bottleneck = resnet_depth_config(depth, bottleneck)
     reg = keras.regularizers.l2(weight_decay) if weight_decay else None
-    use_bias = not batchnorm
-
-    def conv(x, filters, kernel, strides, name):
-        return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same",
-                                   use_bias=use_bias, kernel_initializer=kernel_initializer,
-                                   kernel_regularizer=reg, name=name)(x)
+    conv = conv_factory(kernel_initializer, weight_decay, use_bias=not batchnorm)
 
     def norm(x, name):
         return keras.layers.BatchNormalization(name=name)(x) if batchnorm else x
 
     def act(x, name):
         # readable, unique names help per-layer tables and plots (factories name their own)
-        named = isinstance(activation, (str, Expr))
-        layer = activation_layer(activation, **({"name": name} if named else {}), **act_kwargs)
+        layer = activation_layer(activation, name=name, **act_kwargs)
         return layer(x)
 
     inputs = keras.Input(tuple(input_shape))
@@ -160,17 +154,8 @@ def resnet_v2(depth, num_classes=10, input_shape=(32, 32, 3), activation="relu",
     """
     blocks, bottleneck = _depth_config(depth, bottleneck, "ResNet-v2")
     reg = keras.regularizers.l2(weight_decay) if weight_decay else None
-    named = isinstance(activation, (str, Expr))
-
-    def conv(x, filters, kernel, strides, name):
-        return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same",
-                                   use_bias=False, kernel_initializer=kernel_initializer,
-                                   kernel_regularizer=reg, name=name)(x)
-
-    def bn_act(x, name):
-        x = keras.layers.BatchNormalization(name=name + "_bn")(x)
-        return activation_layer(activation, **({"name": name + "_act"} if named else {}),
-                                **act_kwargs)(x)
+    conv = conv_factory(kernel_initializer, weight_decay)
+    bn_act = bn_act_factory(activation, **act_kwargs)
 
     inputs = keras.Input(tuple(input_shape))
     x = conv(inputs, STAGE_FILTERS[0], 3, 1, "stem_conv")

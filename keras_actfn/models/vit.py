@@ -39,7 +39,6 @@ total); weights use Keras's default initializers, the class token and position e
 from __future__ import annotations
 
 from ..backend import KERAS3, keras, serializable, tf
-from ..expr import Expr
 from ..layers.custom import activation_layer
 from .transformer_layers import ClassToken, PositionEmbedding
 
@@ -128,7 +127,6 @@ def vit(embed_dim, depth, num_heads, mlp_dim, patch_size=4, activation="gelu",
         raise ValueError(f"image sides must be multiples of patch_size={patch_size}; got "
                          f"input_shape={tuple(input_shape)}")
     rows, cols = height // patch_size, width // patch_size
-    named = isinstance(activation, (str, Expr))
 
     inputs = keras.Input((height, width, channels))
     x = inputs
@@ -167,7 +165,7 @@ def vit(embed_dim, depth, num_heads, mlp_dim, patch_size=4, activation="gelu",
 
         h = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"{prefix}_ln2")(x)
         h = keras.layers.Dense(mlp_dim, name=f"{prefix}_mlp_dense1")(h)
-        h = activation_layer(activation, **({"name": f"{prefix}_mlp_act"} if named else {}),
+        h = activation_layer(activation, name=f"{prefix}_mlp_act",
                              **act_kwargs)(h)
         h = keras.layers.Dropout(dropout, name=f"{prefix}_mlp_dropout1")(h)
         h = keras.layers.Dense(embed_dim, name=f"{prefix}_mlp_dense2")(h)

@@ -23,8 +23,7 @@ function).
 from __future__ import annotations
 
 from ..backend import keras
-from ..expr import Expr
-from ..layers.custom import activation_layer
+from .common import bn_act_factory, conv_factory
 
 BASE_WIDTHS = (16, 32, 64)
 
@@ -60,17 +59,8 @@ def wide_resnet(depth, width, dropout=0.3, activation="relu", input_shape=(32, 3
     if width < 1:
         raise ValueError(f"WRN width (widening factor k) must be a positive integer; got {width}")
     reg = keras.regularizers.l2(weight_decay) if weight_decay else None
-    named = isinstance(activation, (str, Expr))
-
-    def conv(x, filters, kernel, strides, name):
-        return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same",
-                                   use_bias=False, kernel_initializer=kernel_initializer,
-                                   kernel_regularizer=reg, name=name)(x)
-
-    def bn_act(x, name):
-        x = keras.layers.BatchNormalization(name=name + "_bn")(x)
-        return activation_layer(activation, **({"name": name + "_act"} if named else {}),
-                                **act_kwargs)(x)
+    conv = conv_factory(kernel_initializer, weight_decay)
+    bn_act = bn_act_factory(activation, **act_kwargs)
 
     inputs = keras.Input(tuple(input_shape))
     x = conv(inputs, 16, 3, 1, "stem_conv")
