@@ -17,7 +17,7 @@ from .layers import CustomActivation  # noqa: E402
 from .layers.baselines import APL, PAU, SPLASH, PReLU, PSwish  # noqa: E402
 from .library import BASELINE_FUNCTIONS, DISCOVERED_FUNCTIONS  # noqa: E402
 from .surgery import SurgeryError, find_activation_sites, replace_activations  # noqa: E402
-from . import models  # noqa: E402,F401  (registers the zoo's layers for .keras loading)
+from . import models  # noqa: E402,F401 - registers the zoo's layers for .keras loading
 
 __all__ = ["parse", "Expr", "ParseError", "evaluate", "fingerprint", "fingerprint_key",
            "gaussian_moments", "CustomActivation", "PReLU", "PSwish", "APL", "PAU", "SPLASH",

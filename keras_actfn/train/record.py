@@ -1,0 +1,184 @@
+"""``EvaluationRecord``: what training one candidate produced, success or failure.
+
+A record is plain data: it serializes to JSON (``to_dict``/``from_dict``, NaN and infinities
+written as ``null``), so the search store can keep it and a search can resume from it. A
+failed candidate is a record too (DESIGN decision 5, "failure is data"), with ``status
+"failed"``, a short machine-readable ``reason`` and a human-readable ``message``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+#: failure reasons, in the order the harness can meet them
+REASONS = {
+    "invalid_function": "the function text does not parse, or names no activation",
+    "overflow": "the activation (or the model's first forward pass) gives non-finite values",
+    "nan_loss": "the training or validation loss became NaN",
+    "inf_loss": "the training or validation loss became infinite",
+    "below_threshold": "the final validation accuracy is below the recipe's threshold V or "
+                       "at chance",
+    "out_of_memory": "the device or host ran out of memory",
+    "error": "anything else went wrong (the message holds the exception)",
+}
+
+#: the numeric fields that ``fitness`` can rank by; losses are minimized
+METRICS = ("validation_accuracy", "validation_loss", "train_accuracy", "train_loss",
+           "test_accuracy", "test_loss")
+
+
+def _finite_or_none(value):
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _json_safe(value):
+    """Floats that are NaN/inf become None (JSON has no such numbers); containers recurse."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):  # NumPy scalars
+        return _json_safe(value.item())
+    return str(value)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclasses.dataclass
+class EvaluationRecord:
+    """The result of training one activation function under one recipe and seed.
+
+    Attributes:
+        fn: canonical text of the function (``str(parse(text))``), or a Keras activation
+            name, or the class name of a layer factory's layer.
+        task, model, recipe: names (``recipe`` is :attr:`Recipe.label`, which shows any
+            scaling).
+        seed: the seed of this run.
+        status: ``"ok"`` or ``"failed"``.
+        reason: ``None`` when ok, else a key of :data:`REASONS`.
+        message: what happened, for humans (``None`` when ok and nothing to say).
+        train_accuracy, train_loss: Keras' running means over the last training epoch.
+        validation_accuracy, validation_loss: on the validation split after the last epoch.
+        test_accuracy, test_loss: only when the evaluation asked for the test split.
+        runtime_s: wall time of the whole evaluation (build, AutoInit, training, checks).
+        epochs_run: epochs started (fewer than the recipe's when training stopped early).
+        param_count: the model's parameters (``None`` if it was never built).
+        history: per-epoch lists (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
+            ``lr`` ...).
+        autoinit: ``"applied"``, ``"off"``, ``"failed: <why>"`` (training then went on
+            with the model's own initialization) or ``"skipped"`` (the candidate failed
+            before AutoInit ran).
+        created: UTC timestamp (ISO 8601).
+        info: free-form extras (threshold used, chance level, device...).
+    """
+
+    fn: str
+    task: str
+    model: str
+    recipe: str
+    seed: int
+    status: str = STATUS_OK
+    reason: str | None = None
+    message: str | None = None
+    train_accuracy: float | None = None
+    train_loss: float | None = None
+    validation_accuracy: float | None = None
+    validation_loss: float | None = None
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    runtime_s: float = 0.0
+    epochs_run: int = 0
+    param_count: int | None = None
+    history: dict = dataclasses.field(default_factory=dict)
+    autoinit: str = "off"
+    created: str = dataclasses.field(default_factory=_now)
+    info: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.status not in (STATUS_OK, STATUS_FAILED):
+            raise ValueError(f"status must be 'ok' or 'failed', got {self.status!r}")
+        if self.status == STATUS_FAILED and self.reason not in REASONS:
+            raise ValueError(f"a failed record needs a reason among {sorted(REASONS)}, got "
+                             f"{self.reason!r}")
+        if self.status == STATUS_OK and self.reason is not None:
+            raise ValueError(f"an ok record has no failure reason, got {self.reason!r}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    @property
+    def failed(self) -> bool:
+        return self.status == STATUS_FAILED
+
+    def fail(self, reason: str, message: str | None = None) -> "EvaluationRecord":
+        """Mark the record failed (in place) and return it."""
+        if reason not in REASONS:
+            raise ValueError(f"unknown failure reason {reason!r}; expected one of "
+                             f"{sorted(REASONS)}")
+        self.status, self.reason, self.message = STATUS_FAILED, reason, message
+        return self
+
+    def fitness(self, metric: str = "validation_accuracy") -> float:
+        """A number to maximize: the metric (losses negated); ``-inf`` for a failed record
+        or a missing/non-finite value, so failures rank last in any search."""
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+        value = _finite_or_none(getattr(self, metric))
+        if self.failed or value is None:
+            return -math.inf
+        return -value if metric.endswith("_loss") else value
+
+    def summary(self) -> str:
+        """One line: status, validation/train/test metrics, epochs, time."""
+        def fmt(value, digits=4):
+            value = _finite_or_none(value)
+            return "-" if value is None else f"{value:.{digits}f}"
+
+        head = "ok" if self.ok else f"FAILED {self.reason}"
+        parts = [f"val_acc {fmt(self.validation_accuracy)}",
+                 f"val_loss {fmt(self.validation_loss)}",
+                 f"train_acc {fmt(self.train_accuracy)}"]
+        if self.test_accuracy is not None or self.test_loss is not None:
+            parts.append(f"test_acc {fmt(self.test_accuracy)}")
+        parts += [f"{self.epochs_run} epochs", f"{self.runtime_s:.1f} s"]
+        line = f"{head:<8}  " + "  ".join(parts)
+        if self.message and self.failed:
+            line += f"  ({self.message})"
+        return line
+
+    # -------------------------------------------------------------------- JSON
+    def to_dict(self) -> dict:
+        """JSON-safe dict: non-finite numbers become ``None``."""
+        return {field.name: _json_safe(getattr(self, field.name))
+                for field in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EvaluationRecord":
+        """Inverse of :meth:`to_dict` (unknown keys are an error: they mean a newer format
+        or a typo)."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown EvaluationRecord field(s) {unknown}")
+        return cls(**data)
+
+
+__all__ = ["EvaluationRecord", "REASONS", "METRICS", "STATUS_OK", "STATUS_FAILED"]
