@@ -14,3 +14,15 @@ __all__ = [
     "MUTATIONS", "mutate", "insert", "remove", "change", "regenerate", "random_graph",
     "parameterize", "strip_parameters", "cafe_mutate", "cafe_crossover",
 ]
+
+# the search engine: ask/tell contract, durable store, executors, driver
+from .base import Candidate, SearchAlgorithm, equivalence_key, rng_from_state, rng_state
+from .driver import SearchSummary, run_search, search_config
+from .executors import InProcessExecutor, LocalPoolExecutor, RayExecutor
+from .store import Evaluation, Store, StoreConfigError, StoreError, StoreLockedError
+
+__all__ += [
+    "Candidate", "SearchAlgorithm", "equivalence_key", "rng_state", "rng_from_state",
+    "run_search", "search_config", "SearchSummary", "InProcessExecutor", "LocalPoolExecutor",
+    "RayExecutor", "Store", "Evaluation", "StoreError", "StoreConfigError", "StoreLockedError",
+]

@@ -1,0 +1,612 @@
+"""The durable journal of a search: every candidate, every result, the algorithm's state.
+
+A :class:`Store` is one SQLite file in WAL mode (``":memory:"`` works for tests). It holds
+
+* ``runs``: one row per search run, keyed by a name (``"search"`` by default), with the
+  JSON config that defines the search. :meth:`Store.open_run` creates the run or resumes it,
+  and refuses (:class:`StoreConfigError`) when the stored config differs.
+* ``evaluations``: one row per candidate the algorithm asked: text, parent, mutation,
+  generation, meta, equivalence key, training seed, worker, status
+  (``pending`` -> ``running`` -> ``ok`` | ``failed``), the record as JSON, the evaluation it
+  reused (if any), its position in completion order, and asked/started/finished times.
+* ``state``: the algorithm's ``state_dict`` after each ask and each tell, numbered; only the
+  latest ``keep_states`` are kept.
+
+Each change is one transaction: :meth:`Store.add_pending` writes the candidate with the
+algorithm state after the ask, :meth:`Store.complete` writes the record with the state after
+the tell. A process killed at any point leaves the store at a state boundary, which is what
+:func:`~keras_actfn.search.driver.run_search` resumes from.
+
+Several processes may open one store (a report reading while a search writes, several
+readers); writes take SQLite's write lock with ``BEGIN IMMEDIATE`` under a busy timeout and
+are retried when the database stays locked. One process drives a run at a time:
+:meth:`Store.driver_lock` holds an OS lock on ``<store>.lock`` for the driver's lifetime
+(released by the OS even when the process is killed).
+
+Everything read back is data: JSON parsed into records and candidates, never code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from ..train.record import EvaluationRecord
+from .base import Candidate, json_normalize
+
+__all__ = ["Store", "Evaluation", "StoreError", "StoreConfigError", "StoreLockedError",
+           "SCHEMA_VERSION"]
+
+#: the layout version written to ``PRAGMA user_version``
+SCHEMA_VERSION = 1
+
+PENDING, RUNNING, OK, FAILED = "pending", "running", "ok", "failed"
+
+#: how :attr:`StoreConfigError.differences` shows a key present on one side only
+ABSENT = "<absent>"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    config TEXT NOT NULL,
+    created REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open'
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL REFERENCES runs(id),
+    candidate TEXT NOT NULL,
+    parent TEXT,
+    mutation TEXT,
+    generation INTEGER NOT NULL DEFAULT 0,
+    meta TEXT NOT NULL DEFAULT '{}',
+    fingerprint TEXT,
+    seed INTEGER,
+    worker TEXT,
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'running', 'ok', 'failed')),
+    record TEXT,
+    reused_from INTEGER REFERENCES evaluations(id),
+    completion INTEGER,
+    asked REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    CHECK ((status IN ('ok', 'failed')) = (record IS NOT NULL)),
+    CHECK ((status IN ('ok', 'failed')) = (completion IS NOT NULL))
+);
+CREATE INDEX IF NOT EXISTS evaluations_by_status ON evaluations(run, status);
+CREATE INDEX IF NOT EXISTS evaluations_by_fingerprint ON evaluations(run, fingerprint, seed);
+CREATE UNIQUE INDEX IF NOT EXISTS evaluations_by_completion ON evaluations(run, completion);
+CREATE TABLE IF NOT EXISTS state (
+    run INTEGER NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (run, seq)
+);
+"""
+
+_COLUMNS = ("id, run, candidate, parent, mutation, generation, meta, fingerprint, seed, worker, "
+            "status, record, reused_from, completion, asked, started, finished")
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (unreadable file, unknown evaluation...)."""
+
+
+class StoreConfigError(StoreError):
+    """The store holds a run of the same name with a different configuration."""
+
+    def __init__(self, message, differences):
+        super().__init__(message)
+        #: ``{dotted key: (stored value, requested value)}``
+        self.differences = differences
+
+
+class StoreLockedError(StoreError):
+    """Another process is driving a search on this store."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """One row of the journal: a candidate and, once finished, its record.
+
+    ``order`` is the position in completion order (1, 2, ...; ``None`` while unfinished);
+    ``reused_from`` is the id of the evaluation whose result this one copied (numerically
+    equivalent function), else ``None``. Times are UNIX seconds.
+    """
+
+    id: int
+    run: int
+    candidate: Candidate
+    fingerprint: str | None
+    seed: int | None
+    worker: str | None
+    status: str
+    record: EvaluationRecord | None
+    reused_from: int | None
+    order: int | None
+    asked: float
+    started: float | None
+    finished: float | None
+
+    @property
+    def text(self) -> str:
+        return self.candidate.text
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (OK, FAILED)
+
+
+def _flatten(value, prefix=""):
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and scalars are leaves."""
+    if isinstance(value, dict) and value:
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix or "(config)": value}
+
+
+def _is_busy(err: sqlite3.OperationalError) -> bool:
+    text = str(err).lower()
+    return "locked" in text or "busy" in text
+
+
+class Store:
+    """A search journal in one SQLite file.
+
+    Args:
+        path: the database file (created with its folder if missing), or ``":memory:"``.
+        timeout: seconds a write waits for another process's write lock (SQLite busy
+            timeout); a write still locked out after that is retried with back-off up to
+            ``retries`` times before ``StoreError``.
+        keep_states: how many of the latest algorithm states to keep per run (resuming needs
+            only the latest; a few more help debugging). ``None`` keeps all.
+
+    Use :meth:`open_run` (or :meth:`select_run` to read an existing run) before the
+    evaluation methods, which all act on the current run.
+    """
+
+    def __init__(self, path, timeout: float = 30.0, retries: int = 20,
+                 keep_states: int | None = 10):
+        self.path = str(path)
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        if keep_states is not None and int(keep_states) < 1:
+            raise ValueError(f"keep_states must be >= 1 or None, got {keep_states}")
+        self.keep_states = None if keep_states is None else int(keep_states)
+        self.run_id: int | None = None
+        self.run_name: str | None = None
+        self._memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        if not self._memory:
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            mode = self._retry(lambda: self._conn.execute(
+                "PRAGMA journal_mode = WAL").fetchone()[0])
+            # FULL: a committed result survives a power cut too, not only a killed process
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._init_schema()
+        except sqlite3.DatabaseError as err:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            raise StoreError(f"cannot open the search store {self.path!r}: {err} (expected a "
+                             f"SQLite file written by keras_actfn, or a new path)") from err
+        self.journal_mode = str(mode).lower()
+
+    # ----------------------------------------------------------------------- plumbing
+    def _retry(self, action):
+        """``action()``, retried with back-off while another process holds a lock."""
+        delay = 0.05
+        for attempt in range(self.retries + 1):
+            try:
+                return action()
+            except sqlite3.OperationalError as err:
+                if not _is_busy(err) or attempt == self.retries:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _init_schema(self):
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"the store {self.path!r} has layout version {version}; this "
+                             f"keras_actfn reads up to {SCHEMA_VERSION} (upgrade keras_actfn)")
+        if version == 0:
+            tables = {row[0] for row in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            foreign = tables - {"runs", "evaluations", "state"}
+            if foreign:
+                raise StoreError(f"{self.path!r} is an SQLite database but not a keras_actfn "
+                                 f"search store (it has tables {sorted(foreign)})")
+
+        def create(cur):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    cur.execute(statement)
+            cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+        self._write(create)
+
+    def _write(self, body):
+        """Run ``body(cursor)`` in one write transaction (all or nothing); retried while the
+        database is locked by another process."""
+        delay = 0.05
+        for attempt in range(self.retries + 1):
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as err:
+                if _is_busy(err) and attempt < self.retries:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                raise StoreError(f"cannot write to the search store {self.path!r}: {err}") \
+                    from err
+            try:
+                result = body(self._conn.cursor())
+                self._conn.execute("COMMIT")
+                return result
+            except sqlite3.OperationalError as err:
+                self._rollback()
+                if _is_busy(err) and attempt < self.retries:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                if _is_busy(err):
+                    raise StoreError(f"the search store {self.path!r} stayed locked by "
+                                     f"another process: {err}") from err
+                raise
+            except BaseException:
+                self._rollback()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _rollback(self):
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def _read(self, sql, args=()):
+        return self._conn.execute(sql, args).fetchall()
+
+    def _need_run(self) -> int:
+        if self.run_id is None:
+            raise StoreError("no run selected: call store.open_run(config) (or "
+                             "store.select_run(name) to read an existing run) first")
+        return self.run_id
+
+    def close(self):
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        run = "" if self.run_name is None else f", run={self.run_name!r}"
+        return f"Store({self.path!r}{run})"
+
+    # ----------------------------------------------------------------------- runs
+    def open_run(self, config: dict, name: str = "search") -> int:
+        """Create the run ``name`` with ``config``, or resume it if it exists with the same
+        config; make it the current run and return its id.
+
+        Raises:
+            StoreConfigError: the run exists with a different config. The message names the
+                differing keys; resume with the original settings, or start a new store.
+        """
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        config = json_normalize(config, "the search config")
+        text = json.dumps(config, sort_keys=True)
+
+        def body(cur):
+            row = cur.execute("SELECT id, config FROM runs WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                cur.execute("INSERT INTO runs (name, config, created, status) VALUES "
+                            "(?, ?, ?, 'open')", (name, text, time.time()))
+                return cur.lastrowid, None
+            return row[0], json.loads(row[1])
+
+        run_id, stored = self._write(body)
+        if stored is not None and stored != config:
+            raise self._config_error(name, stored, config)
+        self.run_id, self.run_name = run_id, name
+        return run_id
+
+    def _config_error(self, name, stored, requested) -> StoreConfigError:
+        old, new = _flatten(stored), _flatten(requested)
+        differences = {key: (old.get(key, ABSENT), new.get(key, ABSENT))
+                       for key in sorted(set(old) | set(new))
+                       if key not in old or key not in new or old[key] != new[key]}
+
+        def show(value):
+            return value if value is ABSENT else json.dumps(value)
+
+        lines = [f"  {key}: stored {show(a)}, requested {show(b)}"
+                 for key, (a, b) in differences.items()]
+        if len(lines) > 20:
+            lines = lines[:20] + [f"  ... and {len(lines) - 20} more"]
+        message = (f"the store {self.path!r} holds a search run {name!r} with a different "
+                   f"configuration, so it cannot be resumed with this one. Differing keys:\n"
+                   + "\n".join(lines) +
+                   "\nTo resume that search, repeat its original settings. To start a new "
+                   "search, use a new store path (or delete this file).")
+        return StoreConfigError(message, differences)
+
+    def select_run(self, name: str = "search") -> int:
+        """Make the existing run ``name`` current without checking its config (to read it)."""
+        rows = self._read("SELECT id FROM runs WHERE name = ?", (name,))
+        if not rows:
+            names = [row[0] for row in self._read("SELECT name FROM runs ORDER BY id")]
+            raise StoreError(f"the store {self.path!r} has no run {name!r} (runs: {names})")
+        self.run_id, self.run_name = rows[0][0], name
+        return self.run_id
+
+    def runs(self) -> list[dict]:
+        """Every run: ``{"id", "name", "config", "created", "status"}``."""
+        return [{"id": i, "name": n, "config": json.loads(c), "created": t, "status": s}
+                for i, n, c, t, s in self._read(
+                    "SELECT id, name, config, created, status FROM runs ORDER BY id")]
+
+    def run_config(self) -> dict:
+        """The current run's config."""
+        run = self._need_run()
+        return json.loads(self._read("SELECT config FROM runs WHERE id = ?", (run,))[0][0])
+
+    def set_run_status(self, status: str) -> None:
+        """Mark the current run (``"open"``, ``"finished"``...); informational only."""
+        run = self._need_run()
+        self._write(lambda cur: cur.execute("UPDATE runs SET status = ? WHERE id = ?",
+                                            (str(status), run)))
+
+    def run_status(self) -> str:
+        run = self._need_run()
+        return self._read("SELECT status FROM runs WHERE id = ?", (run,))[0][0]
+
+    @contextlib.contextmanager
+    def driver_lock(self):
+        """Hold the right to drive this store: an exclusive OS lock on ``<path>.lock``.
+
+        Raises :class:`StoreLockedError` if another live process holds it. The OS drops the
+        lock when the holder exits or is killed, so a crashed search never blocks its
+        resumption. In-memory stores and systems without ``fcntl`` take no lock.
+        """
+        try:
+            import fcntl  # noqa: PLC0415 - POSIX only
+        except ImportError:  # pragma: no cover - Windows
+            fcntl = None
+        if self._memory or fcntl is None:
+            yield
+            return
+        lock_path = self.path + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "?"
+                raise StoreLockedError(
+                    f"another search process ({holder}) is running on the store "
+                    f"{self.path!r}; wait for it to finish or stop it before resuming here"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # ----------------------------------------------------------------------- states
+    def _insert_state(self, cur, run, state):
+        """Append ``state`` (already JSON text) and drop states older than ``keep_states``."""
+        seq = cur.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM state WHERE run = ?",
+                          (run,)).fetchone()[0]
+        cur.execute("INSERT INTO state (run, seq, state, created) VALUES (?, ?, ?, ?)",
+                    (run, seq, state, time.time()))
+        if self.keep_states is not None:
+            cur.execute("DELETE FROM state WHERE run = ? AND seq <= ?",
+                        (run, seq - self.keep_states))
+        return seq
+
+    @staticmethod
+    def _state_text(state):
+        if state is None:
+            return None
+        if not isinstance(state, dict):
+            raise TypeError(f"an algorithm state must be a dict, got {type(state).__name__}")
+        return json.dumps(json_normalize(state, "the algorithm state", allow_nan=True),
+                          sort_keys=True)
+
+    def save_state(self, state: dict) -> int:
+        """Append an algorithm state on its own; returns its sequence number."""
+        run, text = self._need_run(), self._state_text(state)
+        return self._write(lambda cur: self._insert_state(cur, run, text))
+
+    def latest_state(self) -> dict | None:
+        """The most recent algorithm state of the current run (``None`` if none yet)."""
+        rows = self._read("SELECT state FROM state WHERE run = ? ORDER BY seq DESC LIMIT 1",
+                          (self._need_run(),))
+        return json.loads(rows[0][0]) if rows else None
+
+    def state_count(self) -> int:
+        """How many states the current run has written (the latest sequence number)."""
+        rows = self._read("SELECT COALESCE(MAX(seq), 0) FROM state WHERE run = ?",
+                          (self._need_run(),))
+        return rows[0][0]
+
+    # ----------------------------------------------------------------------- evaluations
+    def add_pending(self, candidate: Candidate, fingerprint_key: str | None, *,
+                    seed: int | None = None, state: dict | None = None) -> int:
+        """Record an asked candidate (status ``pending``) and, in the same transaction, the
+        algorithm state after the ask. Returns the evaluation id."""
+        if not isinstance(candidate, Candidate):
+            raise TypeError(f"expected a Candidate, got {type(candidate).__name__}")
+        run, state_text = self._need_run(), self._state_text(state)
+        meta = json.dumps(candidate.meta, sort_keys=True)
+        seed = None if seed is None else int(seed)
+
+        def body(cur):
+            cur.execute("INSERT INTO evaluations (run, candidate, parent, mutation, generation, "
+                        "meta, fingerprint, seed, status, asked) VALUES "
+                        "(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                        (run, candidate.text, candidate.parent, candidate.mutation,
+                         candidate.generation, meta, fingerprint_key, seed, time.time()))
+            eval_id = cur.lastrowid
+            if state_text is not None:
+                self._insert_state(cur, run, state_text)
+            return eval_id
+
+        return self._write(body)
+
+    def mark_running(self, eval_id: int, worker: str) -> None:
+        """``pending`` -> ``running`` on ``worker`` (also refreshes a resubmitted one)."""
+        run = self._need_run()
+
+        def body(cur):
+            cur.execute("UPDATE evaluations SET status = 'running', worker = ?, started = ? "
+                        "WHERE id = ? AND run = ? AND status IN ('pending', 'running')",
+                        (str(worker), time.time(), int(eval_id), run))
+            if cur.rowcount != 1:
+                raise StoreError(self._not_open_message(cur, eval_id))
+
+        self._write(body)
+
+    def _not_open_message(self, cur, eval_id):
+        row = cur.execute("SELECT status FROM evaluations WHERE id = ? AND run = ?",
+                          (int(eval_id), self.run_id)).fetchone()
+        if row is None:
+            return f"evaluation {eval_id} does not exist in run {self.run_name!r}"
+        return f"evaluation {eval_id} is already finished ({row[0]}); it is never written twice"
+
+    def complete(self, eval_id: int, record: EvaluationRecord, state: dict | None, *,
+                 worker: str | None = None, reused_from: int | None = None) -> int:
+        """Finish an evaluation with its record and, in the same transaction, the algorithm
+        state after ``tell``. Returns the evaluation's position in completion order.
+
+        All or nothing: if anything fails, neither the record nor the state is written and
+        the evaluation stays unfinished. Completing a finished evaluation raises
+        :class:`StoreError`.
+        """
+        if not isinstance(record, EvaluationRecord):
+            raise TypeError(f"expected an EvaluationRecord, got {type(record).__name__}")
+        run, state_text = self._need_run(), self._state_text(state)
+        record_text = json.dumps(record.to_dict(), sort_keys=True, allow_nan=False)
+        status = OK if record.ok else FAILED
+
+        def body(cur):
+            self._write_result(cur, run, int(eval_id), status, record_text, worker, reused_from)
+            if state_text is not None:
+                self._insert_state(cur, run, state_text)
+            return cur.execute("SELECT completion FROM evaluations WHERE id = ?",
+                               (int(eval_id),)).fetchone()[0]
+
+        return self._write(body)
+
+    def _write_result(self, cur, run, eval_id, status, record_text, worker, reused_from):
+        order = cur.execute("SELECT COALESCE(MAX(completion), 0) + 1 FROM evaluations "
+                            "WHERE run = ?", (run,)).fetchone()[0]
+        cur.execute("UPDATE evaluations SET status = ?, record = ?, completion = ?, "
+                    "finished = ?, worker = COALESCE(?, worker), reused_from = ? "
+                    "WHERE id = ? AND run = ? AND status IN ('pending', 'running')",
+                    (status, record_text, order, time.time(), worker, reused_from, eval_id,
+                     run))
+        if cur.rowcount != 1:
+            raise StoreError(self._not_open_message(cur, eval_id))
+
+    def _evaluation(self, row) -> Evaluation:
+        (eval_id, run, text, parent, mutation, generation, meta, fingerprint, seed, worker,
+         status, record, reused_from, order, asked, started, finished) = row
+        candidate = Candidate(text=text, parent=parent, mutation=mutation,
+                              generation=generation, meta=json.loads(meta))
+        record = None if record is None else EvaluationRecord.from_dict(json.loads(record))
+        return Evaluation(id=eval_id, run=run, candidate=candidate, fingerprint=fingerprint,
+                          seed=seed, worker=worker, status=status, record=record,
+                          reused_from=reused_from, order=order, asked=asked, started=started,
+                          finished=finished)
+
+    def _select(self, where, args=(), order="id", limit=None):
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
+        rows = self._read(f"SELECT {_COLUMNS} FROM evaluations WHERE run = ? AND {where} "
+                          f"ORDER BY {order}{tail}", (self._need_run(), *args))
+        return [self._evaluation(row) for row in rows]
+
+    def evaluation(self, eval_id: int) -> Evaluation:
+        found = self._select("id = ?", (int(eval_id),))
+        if not found:
+            raise StoreError(f"evaluation {eval_id} does not exist in run {self.run_name!r}")
+        return found[0]
+
+    def evaluations(self) -> list[Evaluation]:
+        """Every evaluation of the current run, in the order asked."""
+        return self._select("1")
+
+    def pending(self) -> list[Evaluation]:
+        """Asked but not finished (``pending`` or ``running``), in the order asked."""
+        return self._select("status IN ('pending', 'running')")
+
+    def results(self) -> list[Evaluation]:
+        """Finished evaluations (``ok`` and ``failed``) in completion order."""
+        return self._select("status IN ('ok', 'failed')", order="completion")
+
+    def lookup(self, fingerprint_key: str | None, seed: int | None = None) -> Evaluation | None:
+        """A finished evaluation of the current run with this equivalence key (and training
+        seed, when given): the first one finished that was evaluated rather than reused.
+        ``None`` if there is none, or the key is ``None``."""
+        if fingerprint_key is None:
+            return None
+        where, args = "fingerprint = ? AND status IN ('ok', 'failed')", [fingerprint_key]
+        if seed is not None:
+            where += " AND seed = ?"
+            args.append(int(seed))
+        found = self._select(where, args, order="reused_from IS NOT NULL, completion",
+                             limit=1)
+        return found[0] if found else None
+
+    def best(self, k: int = 1, metric: str = "validation_accuracy",
+             distinct: bool = True) -> list[Evaluation]:
+        """The ``k`` finished, successful evaluations with the highest
+        ``record.fitness(metric)``, best first; ties go to the earlier finished.
+        ``distinct`` leaves out reused copies, so a function and its numerical twins appear
+        once. Records without a finite value for the metric are left out."""
+        where = "status = 'ok'" + (" AND reused_from IS NULL" if distinct else "")
+        scored = [(ev.record.fitness(metric), ev) for ev in self._select(where,
+                                                                           order="completion")]
+        scored = [(f, ev) for f, ev in scored if math.isfinite(f)]
+        scored.sort(key=lambda item: -item[0])  # stable: completion order breaks ties
+        return [ev for _, ev in scored[:max(int(k), 0)]]
+
+    def counts(self) -> dict:
+        """``{"asked", "pending", "running", "ok", "failed", "finished", "reused",
+        "evaluated"}`` for the current run (``evaluated``: finished and not reused)."""
+        run = self._need_run()
+        counts = dict.fromkeys((PENDING, RUNNING, OK, FAILED), 0)
+        for status, number in self._read("SELECT status, COUNT(*) FROM evaluations WHERE "
+                                         "run = ? GROUP BY status", (run,)):
+            counts[status] = number
+        reused = self._read("SELECT COUNT(*) FROM evaluations WHERE run = ? AND reused_from "
+                            "IS NOT NULL", (run,))[0][0]
+        finished = counts[OK] + counts[FAILED]
+        return {"asked": sum(counts.values()), "pending": counts[PENDING],
+                "running": counts[RUNNING], "ok": counts[OK], "failed": counts[FAILED],
+                "finished": finished, "reused": reused, "evaluated": finished - reused}
+
+
