@@ -1,0 +1,237 @@
+"""Read a search store back: top-k table and the plots of dissertation ch. 4.
+
+* :func:`top_functions`: distinct functions ranked by mean fitness over their evaluations
+  (several seeds of the same function are averaged), with runtime.
+* :func:`plot_progress`: best-so-far against evaluations, each new best annotated with its
+  formula (Fig. 4.4 style).
+* :func:`plot_population`: fitness of the population over time -- for every evaluation,
+  the P most recent valid results (PANGAEA's sliding window; CAFE: the generation), median
+  and quartiles (Fig. 4.7 style).
+* :func:`plot_top_shapes`: the top functions' shapes, with the spread of shapes their
+  learnable parameters can reach (``plot_activation``).
+* :func:`write_report`: all of it into a directory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import textwrap
+
+import numpy as np
+
+from ..expr import parse
+from .store import Store
+
+
+def _metric_value(record, metric):
+    value = record.fitness(metric)
+    return abs(value) if math.isfinite(value) else math.nan
+
+
+def load_results(store_path, run="search"):
+    """``(config, [Evaluation...])`` of a run, in completion order."""
+    if not os.path.exists(store_path):
+        raise FileNotFoundError(f"no search store at {store_path!r}")
+    with Store(store_path) as store:
+        store.select_run(run)
+        return store.run_config(), store.results()
+
+
+def top_functions(results, k=10, metric="validation_accuracy"):
+    """``[{"fn", "mean", "std", "runs", "runtime_s", "first"}]`` best first (failed runs of
+    a function count as failures, not as zeros: a function must succeed to rank)."""
+    groups: dict = {}
+    for ev in results:
+        groups.setdefault(ev.text, []).append(ev)
+    rows = []
+    for text, evs in groups.items():
+        values = [_metric_value(ev.record, metric) for ev in evs if ev.record is not None and
+                  ev.record.ok]
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            continue
+        runtimes = [ev.record.runtime_s for ev in evs if ev.record is not None]
+        rows.append({"fn": text, "mean": float(np.mean(values)),
+                     "std": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
+                     "runs": len(values), "failed": len(evs) - len(values),
+                     "runtime_s": float(np.mean(runtimes)) if runtimes else math.nan,
+                     "first": min(ev.order or 0 for ev in evs)})
+    lower_is_better = metric.endswith("_loss")
+    rows.sort(key=lambda r: r["mean"], reverse=not lower_is_better)
+    return rows[:k]
+
+
+def format_top(rows, metric="validation_accuracy"):
+    head = f"{'#':>3}  {'function':<50}  {metric + ' (mean ± std)':>32}  {'runtime':>8}"
+    lines = [head, "-" * len(head)]
+    for i, r in enumerate(rows, 1):
+        text = r["fn"] if len(r["fn"]) <= 50 else r["fn"][:47] + "..."
+        spread = f" ± {r['std']:.4f}" if not math.isnan(r["std"]) else ""
+        value = f"{r['mean']:.4f}{spread} (n={r['runs']})"
+        lines.append(f"{i:>3}  {text:<50}  {value:>32}  {r['runtime_s']:>7.1f}s")
+    return "\n".join(lines)
+
+
+def _figure(width=7.0, height=4.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def best_so_far(results, metric="validation_accuracy"):
+    """``(values, best, improvements)``: the metric per finished evaluation (NaN for
+    failures), the running best, and ``[(index, value, fn)]`` where the best improved."""
+    values = np.array([_metric_value(ev.record, metric) if ev.record is not None and
+                       ev.record.ok else np.nan for ev in results])
+    lower = metric.endswith("_loss")
+    best = np.full(values.shape, np.nan)
+    current, improvements = math.nan, []
+    for i, (v, ev) in enumerate(zip(values, results)):
+        if not math.isnan(v) and (math.isnan(current) or (v < current if lower else
+                                                          v > current)):
+            current = v
+            improvements.append((i, v, ev.text))
+        best[i] = current
+    return values, best, improvements
+
+
+def plot_progress(results, path=None, metric="validation_accuracy", baseline=None,
+                  annotate=6):
+    """Best-so-far vs evaluations; the last ``annotate`` improvements are labelled."""
+    values, best, improvements = best_so_far(results, metric)
+    fig, ax = _figure()
+    n = np.arange(1, len(values) + 1)
+    ax.scatter(n, values, s=6, color="0.65", label="evaluations", zorder=1)
+    ax.step(n, best, where="post", color="tab:blue", linewidth=2, label="best so far",
+            zorder=2)
+    if baseline is not None and not math.isnan(baseline):
+        ax.axhline(baseline, color="tab:red", linestyle="--", linewidth=1, label="ReLU")
+    for i, v, text in improvements[-annotate:]:
+        label = "\n".join(textwrap.wrap(text, 28)[:2])
+        ax.annotate(label, (i + 1, v), xytext=(6, -14), textcoords="offset points",
+                    fontsize=6, color="tab:blue")
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        lo = np.percentile(finite, 10)
+        hi = finite.max()
+        ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
+    ax.set_xlabel("functions evaluated")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.legend(loc="lower right", fontsize="small", frameon=False)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path)
+    return fig
+
+
+def population_fitness(results, window, metric="validation_accuracy", threshold=-math.inf):
+    """Per finished evaluation: quartiles of the ``window`` most recent valid values."""
+    recent, rows = [], []
+    for ev in results:
+        if ev.record is not None and ev.record.ok:
+            v = _metric_value(ev.record, metric)
+            if not math.isnan(v) and v >= threshold:
+                recent.append(v)
+                recent = recent[-window:]
+        rows.append(np.percentile(recent, [25, 50, 75, 100]) if recent else [np.nan] * 4)
+    return np.array(rows)
+
+
+def plot_population(results, window=64, path=None, metric="validation_accuracy",
+                    threshold=-math.inf):
+    q = population_fitness(results, window, metric, threshold)
+    fig, ax = _figure()
+    n = np.arange(1, len(q) + 1)
+    ax.fill_between(n, q[:, 0], q[:, 2], color="tab:green", alpha=0.25,
+                    label="population 25-75%")
+    ax.plot(n, q[:, 1], color="tab:green", linewidth=2, label="population median")
+    ax.plot(n, q[:, 3], color="tab:blue", linewidth=1, label="population best")
+    ax.set_xlabel("functions evaluated")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"population: the {window} most recent valid functions", fontsize="small")
+    ax.legend(loc="lower right", fontsize="small", frameon=False)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path)
+    return fig
+
+
+def plot_top_shapes(rows, path=None, columns=3):
+    """The top functions' shapes (bold: parameters at 1; thin: parameters ~ U(0.5, 2))."""
+    from ..plots import plot_activation
+
+    rows = list(rows)
+    if not rows:
+        raise ValueError("no successful functions to plot")
+    columns = min(columns, len(rows))
+    lines = math.ceil(len(rows) / columns)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.0 * columns, 3.0 * lines), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, row in enumerate(rows):
+        ax = fig.add_subplot(lines, columns, i + 1)
+        plot_activation(row["fn"], ax=ax, param_samples=20)
+        ax.set_title("\n".join(textwrap.wrap(f"#{i + 1} ({row['mean']:.4f}) {row['fn']}",
+                                             40)[:3]), fontsize=7)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path)
+    return fig
+
+
+def write_report(store_path, out_dir=None, k=10, run="search", stream=None):
+    """Top-k table (printed and returned) and PNGs next to the store (or in ``out_dir``)."""
+    config, results = load_results(store_path, run)
+    metric = _find(config, "metric") or "validation_accuracy"
+    rows = top_functions(results, k, metric)
+    out_dir = out_dir or os.path.splitext(store_path)[0] + "_report"
+    os.makedirs(out_dir, exist_ok=True)
+    baseline = None
+    try:
+        _, final = load_results(store_path, "final")
+        relu = str(parse("relu(x)"))
+        base_rows = [r for r in top_functions(final, 1000, metric) if r["fn"] == relu]
+        baseline = base_rows[0]["mean"] if base_rows else None
+    except Exception:  # noqa: BLE001 - a search without a final comparison has no baseline
+        final = []
+    paths = {"progress": os.path.join(out_dir, "progress.png"),
+             "population": os.path.join(out_dir, "population.png"),
+             "top_functions": os.path.join(out_dir, "top_functions.png")}
+    plot_progress(results, paths["progress"], metric, baseline)
+    window = int(_find(config, "population") or 64)
+    plot_population(results, window, paths["population"], metric)
+    if rows:
+        plot_top_shapes(rows[: min(6, len(rows))], paths["top_functions"])
+    else:
+        paths.pop("top_functions")
+    text = [f"store: {store_path}  ({len(results)} finished evaluations)",
+            format_top(rows, metric)]
+    if final:
+        text += ["", "final comparison (several seeds):",
+                 format_top(top_functions(final, 1000, metric), metric)]
+    text += ["", "plots: " + ", ".join(paths.values())]
+    return "\n".join(text), paths
+
+
+def _find(config, key):
+    """The first value of ``key`` anywhere in a nested config dict."""
+    if isinstance(config, dict):
+        if key in config:
+            return config[key]
+        for value in config.values():
+            found = _find(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+__all__ = ["load_results", "top_functions", "format_top", "best_so_far", "plot_progress",
+           "population_fitness", "plot_population", "plot_top_shapes", "write_report"]

@@ -1,0 +1,261 @@
+"""Run a named search end to end: what ``keras-actfn search`` and the scripts call.
+
+:func:`run_named_search` builds the algorithm (:data:`ALGORITHMS`), an evaluator from a
+task/model/recipe (:func:`make_evaluator`), an executor (in-process, local process pool,
+Ray), runs :func:`~keras_actfn.search.driver.run_search` on a store with a live progress
+line, then re-evaluates the best functions next to ReLU over several seeds
+(:class:`~keras_actfn.search.pangaea.Rerank`, stored as the run ``"final"`` of the same
+store, so a finished search re-reports instantly and an interrupted one resumes).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import time
+
+import numpy as np
+
+from .cafe import CafeEvolution, CafeExhaustive, CafeRandom
+from .pangaea import Pangaea, Rerank
+from .spaces import CafeSpace
+
+
+def _pangaea(budget, seed, context, **options):
+    return Pangaea(budget=budget, seed=seed, context=context, **options)
+
+
+def _pangaea_random(budget, seed, context, **options):
+    return Pangaea.random_search(budget=budget, seed=seed, context=context, **options)
+
+
+def _pangaea_nonparametric(budget, seed, context, **options):
+    return Pangaea(budget=budget, seed=seed, context=context, parameterize=False, **options)
+
+
+def _cafe(budget, seed, context, generations=None, population=50, newcomers=10, elite=5,
+          **options):
+    # the budget fixes the number of generations: N in the first, N - e in every other
+    if generations is None:
+        generations = max(1, 1 + (budget - population) // max(population - elite, 1))
+    return CafeEvolution(population=population, newcomers=newcomers, elite=elite,
+                         generations=generations, seed=seed, context=context, **options)
+
+
+def _cafe_random(budget, seed, context, depth=2, **options):
+    return CafeRandom(space=CafeSpace(depth), budget=budget, seed=seed, context=context,
+                      **options)
+
+
+def _cafe_exhaustive(budget, seed, context, depth=1, **options):
+    return CafeExhaustive(space=CafeSpace(depth), stop=budget, seed=seed, context=context,
+                          **options)
+
+
+#: algorithm name -> factory(budget, seed, context, **options)
+ALGORITHMS = {
+    "pangaea": _pangaea,
+    "pangaea-random": _pangaea_random,
+    "pangaea-nonparametric": _pangaea_nonparametric,
+    "cafe": _cafe,
+    "cafe-random": _cafe_random,
+    "cafe-exhaustive": _cafe_exhaustive,
+}
+
+
+def make_algorithm(name, budget, seed=0, context=None, **options):
+    try:
+        factory = ALGORITHMS[name]
+    except KeyError:
+        raise ValueError(f"unknown search {name!r}; available: {sorted(ALGORITHMS)}") from None
+    return factory(int(budget), int(seed), dict(context or {}), **options)
+
+
+def make_evaluator(task="mnist1d", model=None, recipe="quick", test=False, **overrides):
+    """A picklable ``evaluator(text, seed=...) -> EvaluationRecord`` for the executors
+    (``test=True``: records carry test-set metrics too).
+
+    The task, model and recipe are checked once here (a typo must not turn every candidate
+    of a long search into a failed record)."""
+    from ..train import evaluate_activation
+    from ..train.evaluate import prepare
+
+    prepare(task=task, model=model, recipe=recipe, **overrides)  # raises on bad names
+    return functools.partial(evaluate_activation, task=task, model=model, recipe=recipe,
+                             test=bool(test), **overrides)
+
+
+def make_executor(kind="local", workers=1, ray_address=None):
+    from . import executors
+
+    if kind == "ray":
+        return executors.RayExecutor(address=ray_address)
+    if kind in ("local", "pool") and int(workers) > 1:
+        return executors.LocalPoolExecutor(workers=int(workers))
+    if kind not in ("local", "pool", "inprocess"):
+        raise ValueError(f"unknown executor {kind!r}; expected local or ray")
+    return executors.InProcessExecutor()
+
+
+class ProgressLine:
+    """One status line, rewritten in place on a terminal (a line per update otherwise):
+    evaluated / budget, failed, best so far and its formula, elapsed time."""
+
+    def __init__(self, budget, metric="validation_accuracy", stream=None, every=1.0):
+        self.budget, self.metric = budget, metric
+        self.stream = stream or sys.stderr
+        self.every = every
+        self.start = time.perf_counter()
+        self.last = -math.inf
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+
+    def __call__(self, counts, best):
+        now = time.perf_counter()
+        finished = counts.get("finished", 0)
+        if now - self.last < self.every and finished < self.budget:
+            return
+        self.last = now
+        best_text = "-"
+        if best is not None and best.ok:
+            value = best.fitness(self.metric)
+            best_text = f"{abs(value):.4f}  {best.fn}"
+        line = (f"[{finished}/{self.budget}] evaluated {counts.get('evaluated', 0)}, "
+                f"failed {counts.get('failed', 0)}, reused {counts.get('reused', 0)} | "
+                f"best {best_text} | {now - self.start:.0f} s")
+        if self.tty:
+            self.stream.write("\r" + line[:160].ljust(160))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run_named_search(algorithm="pangaea", task="mnist1d", recipe="quick", model=None,
+                     budget=100, workers=1, store="runs/search.db", executor="local",
+                     ray_address=None, seed=0, final_seeds=3, final_top=3,
+                     baseline="relu(x)", progress=True, algorithm_options=None,
+                     final_recipe=None, final_overrides=None, final_test=False,
+                     **recipe_overrides):
+    """Search, then compare the best ``final_top`` functions with ``baseline`` over
+    ``final_seeds`` seeds (with ``final_recipe``, e.g. the full 200-epoch schedule, when
+    given: the reranking of §4.1.2). Returns ``(summary, comparison rows)``."""
+    import os
+
+    from .driver import run_search
+    from .store import Store
+
+    evaluator = make_evaluator(task=task, model=model, recipe=recipe, **recipe_overrides)
+    final_evaluator = evaluator if final_recipe is None and not final_test else \
+        make_evaluator(task=task, model=model, recipe=final_recipe or recipe, test=final_test,
+                       **(final_overrides or recipe_overrides))
+    context = {"task": task, "model": model, "recipe": recipe,
+               "overrides": {k: recipe_overrides[k] for k in sorted(recipe_overrides)}}
+    algo = make_algorithm(algorithm, budget, seed, context, **(algorithm_options or {}))
+    directory = os.path.dirname(os.path.abspath(store))
+    os.makedirs(directory, exist_ok=True)
+    bar = ProgressLine(budget, algo.metric) if progress else None
+    with Store(store) as journal:
+        summary = run_search(algo, evaluator, journal,
+                             executor=make_executor(executor, workers, ray_address),
+                             budget=budget, seed=seed, progress=bar)
+        if bar is not None:
+            bar.close()
+        rows = []
+        if final_seeds > 0:
+            top = [e.text for e in summary.best[:final_top]]
+            functions = [baseline] + [t for t in top if t != baseline]
+            final = Rerank(functions, runs=final_seeds, seed=1000 + seed, metric=algo.metric,
+                           context=context)
+            run_search(final, final_evaluator, journal,
+                       executor=make_executor(executor, workers, ray_address), seed=seed,
+                       run_name="final")
+            rows = comparison_rows(final, baseline)
+    return summary, rows
+
+
+def comparison_rows(rerank: Rerank, baseline: str):
+    """``[(text, mean, std, n, is_baseline)]`` best first, failures as NaN."""
+    from ..expr import parse
+
+    base = str(parse(baseline))
+    rows = []
+    for text, _, values in rerank.ranking():
+        vals = np.array([abs(v) if np.isfinite(v) else np.nan for v in values])
+        ok = vals[np.isfinite(vals)]
+        mean = float(ok.mean()) if ok.size else math.nan
+        std = float(ok.std(ddof=1)) if ok.size > 1 else math.nan
+        rows.append((text, mean, std, int(ok.size), text == base))
+    return rows
+
+
+def format_comparison(rows, metric="validation_accuracy"):
+    head = f"{'function':<48}  {metric:>22}  {'runs':>4}"
+    lines = [head, "-" * len(head)]
+    for text, mean, std, n, is_base in rows:
+        shown = text if len(text) <= 46 else text[:43] + "..."
+        tag = " (baseline)" if is_base else ""
+        value = "failed" if math.isnan(mean) else (
+            f"{mean:.4f} ± {std:.4f}" if not math.isnan(std) else f"{mean:.4f}")
+        lines.append(f"{shown + tag:<48}  {value:>22}  {n:>4}")
+    return "\n".join(lines)
+
+
+def experiment_main(argv=None, *, description, algorithm, recipe, final_recipe, task=None,
+                    budget=1000, algorithm_options=None):
+    """Command line of the ``scripts/`` experiments: the paper's settings by default,
+    ``--smoke`` for a minute-long run on mock data (CI), everything overridable."""
+    import argparse
+    import contextlib
+
+    from ..train import get_recipe
+
+    task = task or get_recipe(recipe).task
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--store", default=f"runs/{algorithm}_{get_recipe(recipe).model}_"
+                                           f"{task}.db")
+    parser.add_argument("--budget", type=int, default=budget)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--executor", choices=("local", "ray"), default="local")
+    parser.add_argument("--ray-address", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
+    parser.add_argument("--final-seeds", type=int, default=2,
+                        help="full-schedule runs per top function (the paper: 2)")
+    parser.add_argument("--final-top", type=int, default=10,
+                        help="functions reranked (the paper: top 10, top 3 reported)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run on tfds mock data: 1 epoch on 256 images, 2 candidates")
+    args = parser.parse_args(argv)
+    overrides, final_overrides = {}, None
+    if args.data_dir:
+        overrides["task_options"] = {"data_dir": args.data_dir}
+    mock = contextlib.nullcontext()
+    if args.smoke:
+        import tensorflow_datasets as tfds
+
+        overrides.update(epochs=1, subset={"train": 256})
+        overrides["task_options"] = {**overrides.get("task_options", {}),
+                                     "validation_size": 0.1}
+        final_overrides = overrides
+        args.budget, args.final_top, args.final_seeds = 2, 1, 1
+        mock = tfds.testing.mock_data(num_examples=2000)
+    with mock:
+        summary, rows = run_named_search(
+            algorithm, task=task, recipe=recipe, budget=args.budget, workers=args.workers,
+            store=args.store, executor=args.executor, ray_address=args.ray_address,
+            seed=args.seed, final_seeds=args.final_seeds, final_top=args.final_top,
+            algorithm_options=algorithm_options, final_recipe=final_recipe,
+            final_overrides=final_overrides, **overrides)
+    print(summary)
+    print()
+    print(format_comparison(rows))
+    return 0
+
+
+__all__ = ["experiment_main", "ALGORITHMS", "make_algorithm", "make_evaluator", "make_executor",
+           "run_named_search", "comparison_rows", "format_comparison", "ProgressLine"]
