@@ -303,3 +303,13 @@ def test_keras_schedule_matches_the_table():
     k = keras_schedule(s, steps_per_epoch=10, epochs=4)
     for step in (0, 3, 4, 5, 17, 18, 19, 27, 28, 39, 50):
         assert float(k(step)) == approx(s(min(step, 39) / 10), rel=1e-6)
+
+
+def test_unnormalized_resnet_recipe_builds_without_batchnorm():
+    from keras_actfn.backend import keras
+    from keras_actfn.models import build_model
+
+    r = get_recipe("autoinit_resnet_v1_56_no_bn")
+    model = build_model(r.model, **dict(r.model_kwargs), input_shape=(8, 8, 3))
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    assert get_recipe("cafe_search").scaled(width=0.1).model_kwargs == (("width", 1),)

@@ -19,10 +19,11 @@ from .vit import vit_small, vit_tiny
 from .wrn import wide_resnet
 
 
-def _resnet_v1(depth, batchnorm=True):
+def _resnet_v1(depth):
+    # batchnorm=False (the AutoInit experiments) passes through **kwargs
     def build(activation="relu", input_shape=(32, 32, 3), num_classes=10, **kwargs):
         return resnet_v1(depth, num_classes=num_classes, input_shape=input_shape,
-                         activation=activation, batchnorm=batchnorm, **kwargs)
+                         activation=activation, **kwargs)
     return build
 
 
@@ -34,9 +35,10 @@ def _resnet_v2(depth):
 
 
 def _wrn(depth, width):
+    # width= overrides the widening factor (recipes scale it for smoke runs)
     def build(activation="relu", input_shape=(32, 32, 3), num_classes=10, **kwargs):
-        return wide_resnet(depth, width, activation=activation, input_shape=input_shape,
-                           num_classes=num_classes, **kwargs)
+        return wide_resnet(depth, kwargs.pop("width", width), activation=activation,
+                           input_shape=input_shape, num_classes=num_classes, **kwargs)
     return build
 
 

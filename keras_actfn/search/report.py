@@ -207,7 +207,9 @@ def write_report(store_path, out_dir=None, k=10, run="search", stream=None):
              "top_functions": os.path.join(out_dir, "top_functions.png")}
     plot_progress(results, paths["progress"], metric, baseline)
     window = int(_find(config, "population") or 64)
-    plot_population(results, window, paths["population"], metric)
+    threshold = _find(config, "threshold")
+    plot_population(results, window, paths["population"], metric,
+                    threshold if threshold is not None else -math.inf)
     if rows:
         plot_top_shapes(rows[: min(6, len(rows))], paths["top_functions"])
     else:

@@ -228,8 +228,11 @@ def experiment_main(argv=None, *, description, algorithm, recipe, final_recipe, 
                         help="full-schedule runs per top function (the paper: 2)")
     parser.add_argument("--final-top", type=int, default=10,
                         help="functions reranked (the paper: top 10, top 3 reported)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the task, model, recipes and search settings, then stop")
     parser.add_argument("--smoke", action="store_true",
-                        help="tiny run on tfds mock data: 1 epoch on 256 images, 2 candidates")
+                        help="tiny run on tfds mock data: 1 epoch on 256 images, 2 candidates, "
+                             "WRNs at 1/8 width")
     args = parser.parse_args(argv)
     overrides, final_overrides = {}, None
     if args.data_dir:
@@ -239,12 +242,26 @@ def experiment_main(argv=None, *, description, algorithm, recipe, final_recipe, 
         import tensorflow_datasets as tfds
 
         overrides.update(epochs=1, subset={"train": 256})
+        from ..train import WIDTH_ARGUMENTS
+
+        if get_recipe(recipe).model in WIDTH_ARGUMENTS:
+            overrides["width"] = 0.125
         overrides["task_options"] = {**overrides.get("task_options", {}),
                                      "validation_size": 0.1}
         final_overrides = overrides
         args.budget, args.final_top, args.final_seeds = 2, 1, 1
         mock = tfds.testing.mock_data(num_examples=2000)
     with mock:
+        if args.dry_run:
+            context = {"task": task, "recipe": recipe}
+            algo = make_algorithm(algorithm, args.budget, args.seed, context,
+                                  **(algorithm_options or {}))
+            for name, extra in ((recipe, overrides), (final_recipe, final_overrides or
+                                                      overrides)):
+                make_evaluator(task=task, recipe=name, **extra)
+            print(f"ok: {algorithm} ({algo.config()['algorithm']}), task {task}, recipes "
+                  f"{recipe} / {final_recipe}, budget {args.budget}")
+            return 0
         summary, rows = run_named_search(
             algorithm, task=task, recipe=recipe, budget=args.budget, workers=args.workers,
             store=args.store, executor=args.executor, ray_address=args.ray_address,

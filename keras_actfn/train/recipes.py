@@ -45,6 +45,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 WIDTH_ARGUMENTS = {
     "mnist1d_mlp": ("width", 100),
     "mnist1d_cnn": ("channels", 25),
+    **{f"wrn_{d}_{k}": ("width", k) for d, k in ((10, 4), (16, 8), (28, 10), (40, 4))},
 }
 
 
@@ -469,6 +470,11 @@ register_recipe(Recipe(
     name="autoinit_resnet_v1_56", model="resnet_v1_56",
     source=f"{_DISS} A.3.1 (residual networks: SGD momentum 0.9, no dropout, weight decay "
            "1e-4, flips and pad-4 crops)", **_RESNET_AUTOINIT))
+register_recipe(Recipe(
+    name="autoinit_resnet_v1_56_no_bn", model="resnet_v1_56",
+    model_kwargs={"batchnorm": False},
+    source=f"{_DISS} A.3.1 and §5.6 (ResNet-v1-56 without BatchNormalization: AutoInit "
+           "keeps the unnormalized network trainable)", **_RESNET_AUTOINIT))
 register_recipe(Recipe(
     name="autoinit_superconvergence_all_cnn_c", task="cifar10",
     **{**_ALL_CNN, "epochs": 25, "l2": 1e-4,

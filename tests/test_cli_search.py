@@ -1,0 +1,42 @@
+"""`keras-actfn search` and `keras-actfn report` on the real harness (MNIST-1D, one epoch)."""
+
+import re
+
+from keras_actfn.cli import main
+from keras_actfn.search.store import Store
+
+ARGS = ["search", "pangaea", "--budget", "3", "--population", "2", "--sample", "1",
+        "--epochs", "1", "--final-seeds", "1", "--final-top", "1", "-q"]
+
+
+def test_search_then_resume_then_report(tmp_path, capsys):
+    store = str(tmp_path / "s.db")
+    assert main(ARGS + ["--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "search stopped" in out and "(baseline)" in out and f"report {store}" in out
+    with Store(store) as journal:
+        journal.select_run("search")
+        first = journal.counts()
+        assert first["finished"] == 3
+        texts = [ev.text for ev in journal.results()]
+    # the same command again resumes: nothing new is trained, the table is the same
+    assert main(ARGS + ["--store", store]) == 0
+    again = capsys.readouterr().out
+    with Store(store) as journal:
+        journal.select_run("search")
+        assert journal.counts() == first
+        assert [ev.text for ev in journal.results()] == texts
+    table = lambda s: s[s.index("function"):]  # noqa: E731
+    assert table(again) == table(out)
+    assert main(["report", store, "--top", "2", "--out", str(tmp_path / "rep")]) == 0
+    report = capsys.readouterr().out
+    assert re.search(r"^\s+1\s+\S", report, re.MULTILINE) and "progress.png" in report
+
+
+def test_search_usage_errors(tmp_path, capsys):
+    assert main(["search", "nope", "--store", str(tmp_path / "x.db")]) == 2
+    assert "unknown search" in capsys.readouterr().err
+    assert main(["search", "pangaea", "--recipe", "nope", "--store",
+                 str(tmp_path / "y.db")]) == 2
+    assert main(["report", str(tmp_path / "missing.db")]) == 2
+    assert "no search store" in capsys.readouterr().err
