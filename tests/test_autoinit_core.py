@@ -225,3 +225,22 @@ def test_published_api_shape():
     assert all(isinstance(m, Moments) for m in est.values())
     w = model.layers[2].kernel.numpy()
     assert np.abs(w).max() <= math.sqrt(3 * w.var() * 1.2)  # uniform support
+
+
+def test_per_channel_quadrature_matches_relu_closed_form():
+    """E relu(X), E relu(X)^2 for X ~ N(m, s^2): m*Phi(m/s) + s*phi(m/s) and
+    (m^2 + s^2)*Phi(m/s) + m*s*phi(m/s), per channel, on the coarse per-channel grid."""
+    from scipy.stats import norm
+
+    from keras_actfn.autoinit.moments import gaussian_expect_channels
+
+    means = np.array([-3.0, -1.0, -0.2, 0.0, 0.3, 1.0, 2.5, 6.0])
+    sds = np.array([0.05, 0.5, 1.0, 1.0, 2.0, 0.3, 4.0, 1.5])
+    got = gaussian_expect_channels(lambda x: np.maximum(x, 0.0), means, sds ** 2)
+    u = means / sds
+    m1 = means * norm.cdf(u) + sds * norm.pdf(u)
+    m2 = (means ** 2 + sds ** 2) * norm.cdf(u) + means * sds * norm.pdf(u)
+    scale = np.sqrt(means ** 2 + sds ** 2)  # kinks in the far tail: absolute error matters
+    assert np.all(np.abs(got.means - m1) <= 2e-3 * np.abs(m1) + 1e-4 * scale)
+    assert np.all(np.abs(got.variances - (m2 - m1 ** 2)) <= 5e-3 * (m2 - m1 ** 2) +
+                  1e-4 * scale ** 2)
