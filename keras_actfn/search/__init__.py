@@ -26,3 +26,11 @@ __all__ += [
     "run_search", "search_config", "SearchSummary", "InProcessExecutor", "LocalPoolExecutor",
     "RayExecutor", "Store", "Evaluation", "StoreError", "StoreConfigError", "StoreLockedError",
 ]
+
+# the algorithms of chapters 3-4 and the named-search runner
+from .cafe import CafeEvolution, CafeExhaustive, CafeRandom  # noqa: E402
+from .pangaea import Pangaea, Rerank  # noqa: E402
+from .runner import ALGORITHMS, run_named_search  # noqa: E402
+
+__all__ += ["CafeEvolution", "CafeExhaustive", "CafeRandom", "Pangaea", "Rerank",
+            "ALGORITHMS", "run_named_search"]
