@@ -1,0 +1,295 @@
+"""K-FAC Fisher eigenvalue features (keras_actfn.search.aquasurf.fim) against independent references."""
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_actfn.backend import keras
+from keras_actfn.search.aquasurf.fim import (LOG_FLOOR, activation_fim_features, extract_patches,
+                                             fisher_eigenvalues, histogram_bins)
+
+
+def _dense_softmax(n_in, n_out, seed=0, use_bias=True):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((n_in,))
+    out = keras.layers.Dense(n_out, activation="softmax", use_bias=use_bias,
+                             bias_initializer="random_normal")(inp)
+    return keras.Model(inp, out)
+
+
+# ------------------------------------------------------------------ Dense: K-FAC is exact
+
+def test_single_dense_one_input_matches_monte_carlo_fisher():
+    """One input repeated, labels from the model: Ω⊗Γ is the exact Fisher block; compare its
+    eigenvalues with a Monte-Carlo Fisher built from per-example gradients (own tapes)."""
+    model = _dense_softmax(3, 4, seed=1)
+    layer = model.layers[-1]
+    x0 = np.array([[0.7, -1.2, 0.4]], np.float32)
+    n = 3000
+    res = fisher_eigenvalues(model, np.repeat(x0, n, 0), labels="model", seed=3)
+    assert res.valid and len(res.layers) == 1
+    kfac = np.sort(np.exp(res.layers[0].log_eigenvalues))[::-1]
+    assert kfac.shape == (4 * 4,)                       # (3 inputs + bias) x 4 outputs
+
+    # Monte-Carlo Fisher: E[g g^T] over y ~ model, g = grad of -log p_y w.r.t. (kernel, bias).
+    rng = np.random.default_rng(7)
+    p = model(x0).numpy()[0]
+    fisher = np.zeros((16, 16))
+    m = 1500
+    xt = tf.constant(x0)
+    for y in rng.choice(4, size=m, p=p / p.sum()):
+        with tf.GradientTape() as tape:
+            loss = -tf.math.log(model(xt)[0, int(y)])
+        gk, gb = tape.gradient(loss, [layer.kernel, layer.bias])
+        g = np.concatenate([gk.numpy().ravel(), gb.numpy().ravel()])
+        fisher += np.outer(g, g) / m
+    mc = np.sort(np.linalg.eigvalsh(fisher))[::-1]
+    # the block has rank 3 (Ω rank 1, Γ = diag(p) - pp^T rank 3): compare the nonzero ones
+    np.testing.assert_allclose(kfac[:3], mc[:3], rtol=0.15)
+    assert np.all(mc[3:] < 1e-5 * mc[0])
+    # numerically-zero eigenvalues are floored, not noise
+    assert np.sum(res.layers[0].log_eigenvalues < -80) >= 12
+    # and the exact analytic factor: Γ = diag(p) - p p^T (up to sampling error)
+    np.testing.assert_allclose(res.layers[0].gamma, np.diag(p) - np.outer(p, p), atol=0.02)
+    np.testing.assert_allclose(res.layers[0].omega, np.outer([1, *x0[0]], [1, *x0[0]]), rtol=1e-5)
+
+
+def test_bias_homogeneous_coordinate_present_or_absent():
+    x = np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)
+    with_b = fisher_eigenvalues(_dense_softmax(5, 3, use_bias=True), x).layers[0]
+    without = fisher_eigenvalues(_dense_softmax(5, 3, use_bias=False), x).layers[0]
+    assert with_b.omega.shape == (6, 6) and with_b.has_bias and with_b.num_params == 18
+    assert without.omega.shape == (5, 5) and not without.has_bias and without.num_params == 15
+    assert with_b.omega[0, 0] == pytest.approx(1.0)
+    np.testing.assert_allclose(with_b.omega[0, 1:], x.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(without.omega, x.T @ x / 16, rtol=1e-4, atol=1e-6)
+    assert len(with_b.log_eigenvalues) == 18 and len(without.log_eigenvalues) == 15
+
+
+# ------------------------------------------------------------------ labels
+
+def test_empirical_fisher_uses_given_labels_and_differs_from_true_fisher():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,))
+    h = keras.layers.Dense(5, activation="tanh")(inp)
+    out = keras.layers.Dense(4, activation="softmax")(h)
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(32, 6)).astype(np.float32)
+    y = rng.integers(0, 4, size=32)
+    emp = fisher_eigenvalues(model, x, y, labels="data")
+    true = fisher_eigenvalues(model, x, y, labels="model", seed=0)
+    # direct: per-example gradients of -log p_y w.r.t. each layer's pre-activation
+    d1, d2 = model.layers[1], model.layers[2]
+    xt = tf.constant(x)
+    with tf.GradientTape(persistent=True) as tape:
+        s1 = tf.matmul(xt, d1.kernel) + d1.bias
+        tape.watch(s1)
+        a1 = tf.tanh(s1)
+        s2 = tf.matmul(a1, d2.kernel) + d2.bias
+        tape.watch(s2)
+        nll = -tf.reduce_sum(tf.gather(tf.nn.log_softmax(s2), y, batch_dims=1))
+    g1, g2 = [t.numpy() for t in tape.gradient(nll, [s1, s2])]
+    np.testing.assert_allclose(emp.layers[0].gamma, g1.T @ g1 / 32, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(emp.layers[1].gamma, g2.T @ g2 / 32, rtol=1e-4, atol=1e-7)
+    a1n = np.concatenate([np.ones((32, 1)), a1.numpy()], 1)
+    np.testing.assert_allclose(emp.layers[1].omega, a1n.T @ a1n / 32, rtol=1e-4, atol=1e-7)
+    # same inputs -> same Ω, different labels -> different Γ
+    np.testing.assert_allclose(emp.layers[1].omega, true.layers[1].omega, rtol=1e-6)
+    assert not np.allclose(emp.layers[1].gamma, true.layers[1].gamma, atol=1e-4)
+    # one-hot labels are accepted and mean the same thing
+    emp_oh = fisher_eigenvalues(model, x, np.eye(4)[y], labels="data")
+    np.testing.assert_allclose(emp_oh.layers[1].gamma, emp.layers[1].gamma, rtol=1e-6)
+    with pytest.raises(ValueError):
+        fisher_eigenvalues(model, x, labels="data")
+
+
+def test_deterministic_with_seed_and_chunking():
+    model = _dense_softmax(5, 4, seed=3)
+    x = np.random.default_rng(1).normal(size=(40, 5)).astype(np.float32)
+    a = fisher_eigenvalues(model, x, seed=11)
+    b = fisher_eigenvalues(model, x, seed=11)
+    c = fisher_eigenvalues(model, x, seed=12)
+    np.testing.assert_array_equal(a.features, b.features)
+    np.testing.assert_array_equal(a.log_eigenvalues, b.log_eigenvalues)
+    assert not np.array_equal(a.layers[0].gamma, c.layers[0].gamma)
+    y = np.arange(40) % 4
+    whole = fisher_eigenvalues(model, x, y, labels="data")
+    chunked = fisher_eigenvalues(model, x, y, labels="data", batch_size=7)
+    np.testing.assert_allclose(whole.layers[0].omega, chunked.layers[0].omega, rtol=1e-5)
+    np.testing.assert_allclose(whole.layers[0].gamma, chunked.layers[0].gamma, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ convolutions
+
+def _tf_conv(layer, x, kernel):
+    """The layer's convolution written directly with tf.nn.convolution (causal = left pad)."""
+    x = tf.constant(x)
+    padding = layer.padding.upper()
+    if padding == "CAUSAL":
+        d, k = layer.dilation_rate[0], layer.kernel_size[0]
+        x = tf.pad(x, [(0, 0), (d * (k - 1), 0), (0, 0)])
+        padding = "VALID"
+    return tf.nn.convolution(x, kernel, strides=list(layer.strides), padding=padding,
+                             dilations=list(layer.dilation_rate))
+
+
+def _numpy_patches_by_onehot_conv(layer, x):
+    """Independent ⟦A⟧: apply the layer's own convolution to one-hot kernels (one per patch
+    coordinate), in NumPy order (*kernel_size, in_channels)."""
+    ks = tuple(layer.kernel_size)
+    j = int(x.shape[-1])
+    coords = list(itertools.product(*[range(k) for k in ks], range(j)))
+    kernel = np.zeros(ks + (j, len(coords)), np.float32)
+    for i, c in enumerate(coords):
+        kernel[c + (i,)] = 1.0
+    out = _tf_conv(layer, x, kernel).numpy()                     # (M, *out, |Δ|J)
+    return out.reshape(out.shape[0], -1, len(coords))
+
+
+CONV_CASES = [
+    ("Conv1D", (11, 2), dict(kernel_size=3, strides=2, padding="same")),
+    ("Conv1D", (11, 2), dict(kernel_size=3, strides=1, padding="valid", dilation_rate=2)),
+    ("Conv1D", (10, 2), dict(kernel_size=2, padding="causal", dilation_rate=3)),
+    ("Conv2D", (7, 6, 2), dict(kernel_size=3, strides=2, padding="same")),
+    ("Conv2D", (7, 6, 2), dict(kernel_size=(3, 2), strides=2, padding="valid")),
+    ("Conv2D", (8, 7, 2), dict(kernel_size=3, padding="same", dilation_rate=2)),
+    ("Conv3D", (5, 4, 5, 2), dict(kernel_size=2, strides=2, padding="same")),
+]
+
+
+@pytest.mark.parametrize("cls,shape,kw", CONV_CASES)
+def test_conv_factors_match_bruteforce(cls, shape, kw):
+    keras.utils.set_random_seed(5)
+    inp = keras.Input(shape)
+    conv = getattr(keras.layers, cls)(3, activation="tanh", bias_initializer="random_normal",
+                                      **kw)
+    h = conv(inp)
+    out = keras.layers.Dense(4, activation="softmax")(keras.layers.Flatten()(h))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    m = 6
+    x = rng.normal(size=(m,) + shape).astype(np.float32)
+    y = rng.integers(0, 4, size=m)
+
+    # our patches reproduce the layer's convolution: patches @ kernel = pre-activation
+    pat = extract_patches(tf.constant(x), conv.kernel_size, conv.strides, conv.dilation_rate,
+                          conv.padding).numpy()
+    pat = pat.reshape(m, pat.shape[1], -1)
+    direct = _tf_conv(conv, x, conv.kernel).numpy().reshape(m, -1, 3)
+    np.testing.assert_allclose(pat @ conv.kernel.numpy().reshape(-1, 3), direct,
+                               rtol=1e-4, atol=1e-5)
+    ref_pat = _numpy_patches_by_onehot_conv(conv, x)
+    np.testing.assert_allclose(pat, ref_pat, atol=1e-6)
+
+    res = fisher_eigenvalues(model, x, y, labels="data")
+    lf = res.layers[0]
+    t = ref_pat.shape[1]
+    rows = np.concatenate([np.ones((m * t, 1)), ref_pat.reshape(m * t, -1)], 1)
+    np.testing.assert_allclose(lf.omega, rows.T @ rows / m, rtol=1e-4, atol=1e-5)  # eq. 6.14
+
+    # Γ (eq. 6.15): gradient w.r.t. the pre-activation, computed through a rebuilt forward
+    dense = model.layers[-1]
+    with tf.GradientTape() as tape:
+        s = _tf_conv(conv, x, conv.kernel) + conv.bias
+        tape.watch(s)
+        z = tf.matmul(tf.reshape(tf.tanh(s), [m, -1]), dense.kernel) + dense.bias
+        nll = -tf.reduce_sum(tf.gather(tf.nn.log_softmax(z), y, batch_dims=1))
+    ds = tape.gradient(nll, s).numpy().reshape(m * t, 3)
+    np.testing.assert_allclose(lf.gamma, ds.T @ ds / (m * t), rtol=1e-4, atol=1e-8)
+    assert lf.positions == t and lf.num_params == conv.kernel.numpy().size + 3
+    assert len(lf.log_eigenvalues) == lf.num_params
+
+
+def test_dense_on_sequences_positions_are_rows():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((5, 3))
+    h = keras.layers.Dense(4, activation="relu")(inp)
+    out = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(h))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(0).normal(size=(8, 5, 3)).astype(np.float32)
+    lf = fisher_eigenvalues(model, x).layers[0]
+    rows = np.concatenate([np.ones((40, 1)), x.reshape(40, 3)], 1)
+    np.testing.assert_allclose(lf.omega, rows.T @ rows / 8, rtol=1e-4, atol=1e-6)
+    assert lf.positions == 5 and lf.num_params == 16 and len(lf.log_eigenvalues) == 16
+
+
+def test_depthwise_block_structure():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 6, 3))
+    dw = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", strides=2,
+                                      activation="tanh")
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(dw(inp)))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(1).normal(size=(5, 6, 6, 3)).astype(np.float32)
+    y = np.arange(5) % 3
+    shared = fisher_eigenvalues(model, x, y, labels="data").layers[0]
+    per = fisher_eigenvalues(model, x, y, labels="data", depthwise="per_channel").layers[0]
+    n_params = 3 * 3 * 3 * 2 + 6
+    assert shared.kind == "depthwise" and shared.num_params == n_params
+    assert shared.omega.shape == (10, 10) and shared.gamma.shape == (6, 6)
+    assert per.omega.shape == (3, 10, 10) and per.gamma.shape == (3, 2, 2)
+    assert len(shared.log_eigenvalues) == len(per.log_eigenvalues) == n_params
+    # per-channel Ω_c from channel c's own patches (independent NumPy loop)
+    pat = extract_patches(tf.constant(x), 3, 2, 1, "same").numpy()     # (M, T, 9, J)
+    for c in range(3):
+        rows = np.concatenate([np.ones((pat.shape[0] * pat.shape[1], 1)),
+                               pat[:, :, :, c].reshape(-1, 9)], 1)
+        np.testing.assert_allclose(per.omega[c], rows.T @ rows / 5, rtol=1e-4, atol=1e-6)
+    # §6.2.3: the shared factor pools every channel's patch rows; Γ's diagonal blocks are Γ_c
+    np.testing.assert_allclose(shared.omega, per.omega.sum(0), rtol=1e-4, atol=1e-6)
+    for c in range(3):
+        np.testing.assert_allclose(shared.gamma[2 * c:2 * c + 2, 2 * c:2 * c + 2], per.gamma[c],
+                                   rtol=1e-4, atol=1e-9)
+
+
+# ------------------------------------------------------------------ validity, histograms
+
+def test_overflowing_activation_is_invalid():
+    inp = keras.Input((4,))
+    h = keras.layers.Dense(8, kernel_initializer=keras.initializers.Constant(30.0))(inp)
+    h = keras.layers.Activation(lambda t: tf.exp(tf.exp(t)))(h)
+    out = keras.layers.Dense(3, activation="softmax")(h)
+    model = keras.Model(inp, out)
+    x = np.abs(np.random.default_rng(0).normal(size=(8, 4))).astype(np.float32) + 1
+    res = fisher_eigenvalues(model, x)
+    assert not res.valid and res.reason
+    assert res.features.shape == (sum(histogram_bins(l.num_params) for l in res.layers),)
+
+
+def test_histograms_count_eigenvalues_in_range():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((30,))
+    h = keras.layers.Dense(20, activation="relu")(inp)
+    out = keras.layers.Dense(10, activation="softmax")(h)
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(0).normal(size=(12, 30)).astype(np.float32)
+    res = fisher_eigenvalues(model, x)
+    assert res.valid
+    total = 0
+    for lf in res.layers:
+        bins = histogram_bins(lf.num_params)
+        assert bins == lf.num_params // 100 and len(lf.histogram) == bins
+        v = lf.log_eigenvalues
+        inside = np.sum((v >= -100) & (v <= 100))
+        assert lf.histogram.sum() == inside
+        ref, _ = np.histogram(v, bins=bins, range=(-100, 100))
+        np.testing.assert_array_equal(lf.histogram, ref)
+        total += bins
+    assert res.features.shape == (total,)
+    # rank-deficient factors (12 examples, 31-dim Ω) give floored eigenvalues, some out of range
+    assert np.any(res.layers[0].log_eigenvalues <= LOG_FLOOR + 1e-9)
+    assert histogram_bins(50) == 1
+
+
+def test_activation_fim_features_on_mnist1d():
+    res = activation_fim_features("x*sigmoid(x)", batch=32, seed=0)
+    assert res.valid, res.reason
+    assert [l.kind for l in res.layers] == ["conv", "conv", "conv", "dense"]
+    assert res.num_params == sum(l.num_params for l in res.layers)
+    again = activation_fim_features("x*sigmoid(x)", batch=32, seed=0)
+    np.testing.assert_array_equal(res.features, again.features)
+    bad = activation_fim_features("exp(exp(exp(x)))", batch=32, seed=0)
+    assert not bad.valid and bad.features.shape == res.features.shape
