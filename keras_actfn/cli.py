@@ -433,7 +433,7 @@ if __name__ == "__main__":  # pragma: no cover
 
 def _search_arguments(p):
     p.add_argument("algorithm", help="pangaea, pangaea-random, pangaea-nonparametric, cafe, "
-                                     "cafe-random or cafe-exhaustive")
+                                     "cafe-random, cafe-exhaustive or aquasurf")
     p.add_argument("--task", default=None, help="task name (default: the recipe's)")
     p.add_argument("--recipe", default="quick",
                    help="training recipe of every candidate (default: quick, MNIST-1D)")

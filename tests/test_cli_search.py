@@ -40,3 +40,22 @@ def test_search_usage_errors(tmp_path, capsys):
                  str(tmp_path / "y.db")]) == 2
     assert main(["report", str(tmp_path / "missing.db")]) == 2
     assert "no search store" in capsys.readouterr().err
+
+
+def test_aquasurf_search_starts_from_the_eight_baselines():
+    """`keras-actfn search aquasurf`: the 2,750 unique functions of the Table A.3 space,
+    embedded by outputs; new-task mode asks the eight baselines of ch. 6 first."""
+    import numpy as np
+
+    from keras_actfn.expr import evaluate, parse
+    from keras_actfn.search.runner import make_algorithm
+
+    algo = make_algorithm("aquasurf", budget=10, seed=0)
+    assert len(algo.functions) == 2750
+    grid = np.linspace(-3, 3, 61)
+    baselines = ["elu(x)", "relu(x)", "selu(x)", "sigmoid(x)", "softplus(x)", "softsign(x)",
+                 "x*sigmoid(x)", "tanh(x)"]
+    asked = [algo.ask() for _ in range(8)]
+    for candidate, base in zip(asked, baselines):
+        np.testing.assert_allclose(evaluate(parse(candidate.text), grid),
+                                   evaluate(parse(base), grid), atol=1e-9, err_msg=base)

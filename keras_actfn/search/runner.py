@@ -53,6 +53,23 @@ def _cafe_exhaustive(budget, seed, context, depth=1, **options):
                           **options)
 
 
+def _aquasurf(budget, seed, context, regressor="knr", start="new_task",
+              space="binary_unary_unary", **options):
+    """AQuaSurF (ch. 6) on the unique functions of an A.3/A.4.3 space, embedded by their
+    outputs (UMAP, §6.5; the FIM half of the surrogate is not computed here: that costs one
+    forward/backward pass per function, see ``aquasurf.fim``)."""
+    from .aquasurf.features import embed, finite_outputs
+    from .aquasurf.space import aquasurf_space, unique_functions
+    from .aquasurf.surrogate import AquasurfSearch
+
+    unique = list(unique_functions(aquasurf_space(space)))
+    outputs = finite_outputs(np.array([u.outputs for u in unique]))
+    coords = embed(outputs=outputs, seed=seed)
+    return AquasurfSearch([u.text for u in unique], coords, regressor=regressor, start=start,
+                          budget=budget, seed=seed, keys=[u.key for u in unique],
+                          context=context, **options)
+
+
 #: algorithm name -> factory(budget, seed, context, **options)
 ALGORITHMS = {
     "pangaea": _pangaea,
@@ -61,6 +78,7 @@ ALGORITHMS = {
     "cafe": _cafe,
     "cafe-random": _cafe_random,
     "cafe-exhaustive": _cafe_exhaustive,
+    "aquasurf": _aquasurf,
 }
 
 
