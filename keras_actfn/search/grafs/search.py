@@ -1,0 +1,208 @@
+"""GRAFS search loop (Algorithm 1): bi-level DrNAS steps, warm start, progressive shrinking.
+
+This is the training side of GRAFS (the cell and its export are in :mod:`.cell`): it
+replaces a model's activations with search cells sharing one :class:`CellParameters`,
+splits the task's training data 75/25 into a search-train and a search-validation part, and
+alternates first-order steps -- the cell's distribution parameters (and its ``gamma`` and
+BetaMix weights) on a validation batch, then the network weights on a training batch, each
+with a fresh Dirichlet sample per cell. During the first ``E0`` epochs (warm start) the
+weight steps use the original activation. From epoch ``S = 2 E0`` on, operators are dropped
+on the logarithmic schedule of Appendix C until each position holds one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import numpy as np
+
+from ...backend import keras, tf
+from ...expr import ops
+from ...surgery import replace_activations
+from .cell import POSITIONS, CellParameters, SearchCell, discretize
+from .schedule import drop_schedule, shrink_start, total_operations
+
+__all__ = ["GrafsResult", "grafs_search", "split_search_data"]
+
+
+@dataclasses.dataclass
+class GrafsResult:
+    """What a search found.
+
+    Attributes:
+        function: the discretized cell as canonical text (as the paper writes its functions:
+            without the search-time clipping), ready for ``CustomActivation``.
+        function_clipped: the same with the clipping of operator outputs written out.
+        parameters: the final :class:`CellParameters`.
+        model: the searched model (its activations are the search cells).
+        history: one record per epoch: ``epoch``, ``phase`` (``"warm"``/``"search"``),
+            ``dropped``, ``operators_left``, ``train_loss``, ``valid_loss``, ``argmax``
+            (the current discretized function) and ``weights`` (expected operator weights
+            per position, over the full operator lists).
+        seconds: wall-clock time of the search.
+    """
+
+    function: str
+    function_clipped: str
+    parameters: CellParameters
+    model: object
+    history: list
+    seconds: float
+
+
+def split_search_data(x, y, train_fraction=0.75, seed=0):
+    """Shuffle and split ``(x, y)`` into the search's train and validation parts."""
+    n = len(x)
+    order = np.random.default_rng(seed).permutation(n)
+    cut = int(round(train_fraction * n))
+    if not 0 < cut < n:
+        raise ValueError(f"train_fraction {train_fraction} leaves an empty part of {n} examples")
+    return (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
+
+
+def _default_loss(model, task):
+    if task is not None and getattr(task, "kind", "classification") == "language_model":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    name = getattr(act, "__name__", str(act))
+    softmax = "softmax" in name or type(last).__name__ == "Softmax"
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
+
+
+def _original_name(targets):
+    names = [targets] if isinstance(targets, str) else list(targets) if not callable(targets) else []
+    for name in names:
+        try:
+            return ops.get(name).name
+        except KeyError:
+            continue
+    return None
+
+
+def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
+                 learning_rate=1e-3, arch_learning_rate=0.1, train_fraction=0.75,
+                 targets=("relu",), original=None, anchor_strength=0.0, anchor_metric="kl",
+                 positive="elu1", clip=10.0, unary=ops.GRAFS_UNARY, binary=ops.GRAFS_BINARY,
+                 loss=None, seed=0, verbose=True, log: Callable = print) -> GrafsResult:
+    """Run GRAFS on ``model`` (or a zero-argument builder of it) and ``task``.
+
+    Defaults follow the ResNet20 search of Table 6: Adam(1e-3) with cosine annealing to 0
+    for the weights, Adam(0.1) for the cell, a 0.75 train/validation split, one warm-start
+    epoch and shrinking from epoch 2 (``S = 2 E0``). ViT (Table 7) uses
+    ``arch_learning_rate=1e-3``. Gradient accumulation and augmentation of the paper's
+    runs are not done here.
+
+    Args:
+        model: a built functional/sequential Keras model, or a callable returning one.
+        task: a :class:`keras_actfn.data.Task`; its ``"train"`` split is split 75/25.
+        epochs: ``E``, total epochs including the warm start.
+        warm_start_epochs: ``E0``.
+        targets: the activations to replace (surgery names, e.g. ``"relu"``, ``"gelu"``).
+        original: the operator the cells compute during warm start (default: the first
+            target that names a registry operator).
+        anchor_strength, anchor_metric: DrNAS's anchor regularizer ``lambda d(rho, 1)``
+            (off by default, as it is optional in GRAFS).
+        positive, clip, unary, binary: passed to :class:`CellParameters`.
+        loss: a Keras loss (default: sparse categorical cross-entropy, from logits unless the
+            model ends in a softmax).
+        verbose, log: print one progress line per epoch with ``log``.
+    """
+    start_time = time.perf_counter()
+    if epochs < 1 or not 0 <= warm_start_epochs <= epochs:
+        raise ValueError(f"need epochs >= 1 and 0 <= warm_start_epochs <= epochs; got "
+                         f"{epochs} and {warm_start_epochs}")
+    keras.utils.set_random_seed(seed)
+    if not isinstance(model, keras.Model) and callable(model):
+        model = model()
+    original = original or _original_name(targets)
+    params = CellParameters(unary=unary, binary=binary, positive=positive, clip=clip, seed=seed)
+    search_model = replace_activations(model, lambda: SearchCell(params, original=original),
+                                       targets=targets)
+    loss_fn = loss or _default_loss(search_model, task)
+
+    x, y = task.arrays("train")
+    (xt, yt), (xv, yv) = split_search_data(np.asarray(x), np.asarray(y), train_fraction, seed)
+    preprocess = task.preprocess
+    batch = min(batch_size, len(xt), len(xv))
+
+    def batches(xs, ys, shuffle_seed, repeat=False):
+        ds = tf.data.Dataset.from_tensor_slices((xs, ys)).shuffle(len(xs), seed=shuffle_seed,
+                                                                   reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.batch(batch, drop_remainder=True)  # one batch shape: no retracing
+        if preprocess is not None:
+            ds = ds.map(lambda a, b: (preprocess(a), b))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    train_ds = batches(xt, yt, seed)
+    valid_iter = iter(batches(xv, yv, seed + 1, repeat=True))
+    steps_per_epoch = len(xt) // batch
+
+    arch_vars = params.search_variables
+    arch_ids = {id(v) for v in arch_vars}
+    weight_vars = [v for v in search_model.trainable_variables if id(v) not in arch_ids]
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch,
+                                                      alpha=0.0)
+    weight_opt = keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999)
+    arch_opt = keras.optimizers.Adam(arch_learning_rate, beta_1=0.9, beta_2=0.999)
+    weight_opt.build(weight_vars)
+    arch_opt.build(arch_vars)
+
+    def make_step(variables, optimizer, with_anchor):
+        @tf.function
+        def step(xb, yb):
+            with tf.GradientTape() as tape:
+                out = search_model(xb, training=True)
+                value = loss_fn(yb, out)
+                total = value
+                if with_anchor and anchor_strength:
+                    total = total + params.anchor_penalty(anchor_strength, anchor_metric)
+            grads = tape.gradient(total, variables)
+            pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+            optimizer.apply_gradients(pairs)
+            return value
+        return step
+
+    start = shrink_start(warm_start_epochs)
+    # a search shorter than S never shrinks; its result is the argmax of the full cell
+    drops = {} if start > epochs else drop_schedule(
+        total_operations(params.position_sizes), len(POSITIONS), start, epochs)
+    history = []
+    arch_step = weight_step = None
+    for epoch in range(1, epochs + 1):
+        warm = epoch <= warm_start_epochs and original is not None
+        dropped = drops.get(epoch, 0)
+        if dropped:
+            params.shrink(dropped)
+        if arch_step is None or dropped or epoch == warm_start_epochs + 1:
+            # the active operators and the warm-start switch are read when a step is traced
+            arch_step = make_step(arch_vars, arch_opt, True)
+            weight_step = make_step(weight_vars, weight_opt, False)
+        train_losses, valid_losses = [], []
+        for xb, yb in train_ds:
+            xvb, yvb = next(valid_iter)
+            params.use_original = False
+            valid_losses.append(float(arch_step(xvb, yvb)))
+            params.use_original = warm
+            train_losses.append(float(weight_step(xb, yb)))
+        params.use_original = False
+        record = {
+            "epoch": epoch, "phase": "warm" if epoch <= warm_start_epochs else "search",
+            "dropped": dropped, "operators_left": params.operators_left(),
+            "train_loss": float(np.mean(train_losses)), "valid_loss": float(np.mean(valid_losses)),
+            "argmax": str(discretize(params)),
+            "weights": [params.expected_weights(p).numpy() for p in range(len(POSITIONS))],
+        }
+        history.append(record)
+        if verbose:
+            log(f"GRAFS epoch {epoch}/{epochs} [{record['phase']}] train {record['train_loss']:.4f} "
+                f"valid {record['valid_loss']:.4f} dropped {dropped} left "
+                f"{record['operators_left']} f(x) = {record['argmax']}")
+    return GrafsResult(function=str(discretize(params)),
+                       function_clipped=str(discretize(params, clip=True)), parameters=params,
+                       model=search_model, history=history,
+                       seconds=time.perf_counter() - start_time)
