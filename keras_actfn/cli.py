@@ -433,7 +433,8 @@ if __name__ == "__main__":  # pragma: no cover
 
 def _search_arguments(p):
     p.add_argument("algorithm", help="pangaea, pangaea-random, pangaea-nonparametric, cafe, "
-                                     "cafe-random, cafe-exhaustive or aquasurf")
+                                     "cafe-random, cafe-exhaustive, aquasurf, or grafs "
+                                     "(gradient-based: --epochs, --seeds, --warm-start)")
     p.add_argument("--task", default=None, help="task name (default: the recipe's)")
     p.add_argument("--recipe", default="quick",
                    help="training recipe of every candidate (default: quick, MNIST-1D)")
@@ -457,7 +458,31 @@ def _search_arguments(p):
     p.add_argument("--population", type=int, default=None, help="PANGAEA P / CAFE N")
     p.add_argument("--sample", type=int, default=None, help="PANGAEA S")
     p.add_argument("--threshold", type=float, default=None, help="PANGAEA V (0.2 = 20%%)")
+    p.add_argument("--seeds", type=int, default=5, metavar="N",
+                   help="grafs: independent searches (the paper: 5)")
+    p.add_argument("--warm-start", type=int, default=1, metavar="E0",
+                   help="grafs: warm-start epochs (shrinking starts at 2*E0)")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="grafs: operator weights over epochs of the first search")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+
+
+def _search_grafs(args) -> int:
+    from .search.grafs.protocol import format_table, run_grafs
+
+    epochs = args.epochs or 10
+    result = run_grafs(task=args.task or "mnist1d", model=args.model or "mnist1d_cnn",
+                       epochs=epochs, warm_start_epochs=args.warm_start, seeds=args.seeds,
+                       recipe=args.recipe, eval_seeds=max(args.final_seeds, 1),
+                       plot=args.plot, log=(lambda *a: None) if args.quiet else print)
+    print()
+    print(format_table(result["table"]))
+    print()
+    print(f"search time / one evaluation run: {result['search_seconds']:.1f} s / "
+          f"{result['evaluation_seconds']:.1f} s = {result['overhead']:.2f}")
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return EXIT_OK
 
 
 @command("search", "search for an activation function (PANGAEA, CAFE) with a durable journal",
@@ -470,9 +495,14 @@ def search(args) -> int:
     from .search.runner import ALGORITHMS, format_comparison, run_named_search
     from .train import get_recipe
 
+    if args.algorithm == "grafs":
+        try:
+            return _search_grafs(args)
+        except (ValueError, TypeError) as err:
+            raise UsageError(str(err)) from None
     if args.algorithm not in ALGORITHMS:
         raise UsageError(f"unknown search {args.algorithm!r}; choose from "
-                         f"{', '.join(sorted(ALGORITHMS))}")
+                         f"{', '.join(sorted(ALGORITHMS) + ['grafs'])}")
     try:
         task = args.task or get_recipe(args.recipe).task
     except ValueError as err:

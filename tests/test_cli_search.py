@@ -59,3 +59,19 @@ def test_aquasurf_search_starts_from_the_eight_baselines():
     for candidate, base in zip(asked, baselines):
         np.testing.assert_allclose(evaluate(parse(candidate.text), grid),
                                    evaluate(parse(base), grid), atol=1e-9, err_msg=base)
+
+
+def test_grafs_protocol_from_the_command_line(tmp_path, capsys):
+    """`keras-actfn search grafs`: one short search, its function and the five baselines of
+    GRAFS Tables 1-3 trained through the harness, the overhead ratio and the weight plot."""
+    png = tmp_path / "w.png"
+    code = main(["search", "grafs", "--epochs", "2", "--seeds", "1", "--final-seeds", "1",
+                 "--plot", str(png), "-q"])
+    assert code == 0
+    out = capsys.readouterr().out
+    for base in ("relu(x)", "x*sigmoid(x)", "gelu(x)", "elu(x)", "leaky_relu(x)"):
+        assert base in out
+    assert "found" in out
+    ratio = re.search(r"search time / one evaluation run: .* = ([0-9.]+)", out)
+    assert ratio and float(ratio.group(1)) > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
