@@ -78,3 +78,12 @@ def test_drop_ops_reaches_one_per_position_and_never_empties():
     assert [a[0] for a in active] == [int(np.argmax(s)) for s in scores]
     with pytest.raises(ValueError):
         drop_ops(active, scores, 1)
+
+
+def test_every_start_and_end_drops_exactly_d_minus_6():
+    """Float round-off of 10**log10(E) must not push the last point out of range."""
+    from keras_actfn.search.grafs.schedule import drop_schedule
+
+    for end in range(2, 80):
+        for start in range(1, end + 1):
+            assert sum(drop_schedule(110, 6, start, end).values()) == 104, (start, end)
