@@ -29,4 +29,13 @@ def bn_act_factory(activation, **act_kwargs):
     return bn_act
 
 
-__all__ = ["conv_factory", "bn_act_factory"]
+def softmax_head(x, num_classes, weight_decay=None):
+    """Global average pooling, a Dense read-out (the logits, ``"logits"``) and a separate
+    softmax ``Activation``, so the Dense output is a pre-activation like every other."""
+    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(x)
+    return keras.layers.Activation("softmax", name="softmax")(x)
+
+
+__all__ = ["conv_factory", "bn_act_factory", "softmax_head"]

@@ -74,15 +74,8 @@ def coatnet0(activation="gelu", input_shape=(224, 224, 3), num_classes=1000,
         drop_connect_rate: stochastic depth, as kecam's argument.
         act_kwargs: ``CustomActivation`` arguments (``param_shape``, ``clip``...).
     """
-    _require_kecam()
-    from keras_cv_attention_models import coatnet
-
-    def build(name):
-        return coatnet.CoAtNet0(input_shape=tuple(input_shape), num_classes=num_classes,
-                                drop_connect_rate=drop_connect_rate, activation=name,
-                                pretrained=None)
-
-    return _with_activation(build, DEFAULT_ACTIVATIONS["coatnet"], activation, act_kwargs)
+    return _coatnet("CoAtNet0", activation, input_shape, num_classes, drop_connect_rate,
+                    act_kwargs)
 
 
 def coatnet_t(activation="gelu", input_shape=(224, 224, 3), num_classes=1000,
@@ -90,13 +83,19 @@ def coatnet_t(activation="gelu", input_shape=(224, 224, 3), num_classes=1000,
     """kecam's ``CoAtNetT``: 3/4/6/3 blocks of 64/128/256/512 channels, the "smaller
     variant" trained on Imagenette in the dissertation's AutoInit experiments (A.3).
     Arguments as :func:`coatnet0`."""
+    return _coatnet("CoAtNetT", activation, input_shape, num_classes, drop_connect_rate,
+                    act_kwargs)
+
+
+def _coatnet(variant, activation, input_shape, num_classes, drop_connect_rate, act_kwargs):
     _require_kecam()
     from keras_cv_attention_models import coatnet
 
     def build(name):
-        return coatnet.CoAtNetT(input_shape=tuple(input_shape), num_classes=num_classes,
-                                drop_connect_rate=drop_connect_rate, activation=name,
-                                pretrained=None)
+        return getattr(coatnet, variant)(input_shape=tuple(input_shape),
+                                         num_classes=num_classes,
+                                         drop_connect_rate=drop_connect_rate, activation=name,
+                                         pretrained=None)
 
     return _with_activation(build, DEFAULT_ACTIVATIONS["coatnet"], activation, act_kwargs)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from ..backend import keras
 from ..layers.custom import activation_layer
-from .common import bn_act_factory, conv_factory
+from .common import bn_act_factory, conv_factory, softmax_head
 
 STAGE_FILTERS = (16, 32, 64)
 BOTTLENECK_EXPANSION = 4
@@ -78,7 +78,6 @@ def resnet_v1(depth, num_classes=10, input_shape=(32, 32, 3), activation="relu",
     Convolutions have biases only when there is no BatchNormalization to make them redundant.
     """
     blocks, bottleneck = resnet_depth_config(depth, bottleneck)
-    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
     conv = conv_factory(kernel_initializer, weight_decay, use_bias=not batchnorm)
 
     def norm(x, name):
@@ -118,9 +117,7 @@ def resnet_v1(depth, num_classes=10, input_shape=(32, 32, 3), activation="relu",
             x = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
             x = act(x, f"{prefix}_out")
             channels = out_channels
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(x)
-    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    outputs = softmax_head(x, num_classes, weight_decay)
     default_name = f"resnet_v1_{depth}" + ("" if batchnorm else "_nobn")
     return keras.Model(inputs, outputs, name=name or default_name)
 
@@ -153,7 +150,6 @@ def resnet_v2(depth, num_classes=10, input_shape=(32, 32, 3), activation="relu",
     BatchNormalization; convolutions have no biases).
     """
     blocks, bottleneck = _depth_config(depth, bottleneck, "ResNet-v2")
-    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
     conv = conv_factory(kernel_initializer, weight_decay)
     bn_act = bn_act_factory(activation, **act_kwargs)
 
@@ -183,9 +179,7 @@ def resnet_v2(depth, num_classes=10, input_shape=(32, 32, 3), activation="relu",
             x = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
             channels = out_channels
     x = bn_act(x, "final")
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(x)
-    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    outputs = softmax_head(x, num_classes, weight_decay)
     return keras.Model(inputs, outputs, name=name or f"resnet_v2_{depth}")
 
 

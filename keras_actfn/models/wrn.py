@@ -23,7 +23,7 @@ function).
 from __future__ import annotations
 
 from ..backend import keras
-from .common import bn_act_factory, conv_factory
+from .common import bn_act_factory, conv_factory, softmax_head
 
 BASE_WIDTHS = (16, 32, 64)
 
@@ -58,7 +58,6 @@ def wide_resnet(depth, width, dropout=0.3, activation="relu", input_shape=(32, 3
     width = int(width)
     if width < 1:
         raise ValueError(f"WRN width (widening factor k) must be a positive integer; got {width}")
-    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
     conv = conv_factory(kernel_initializer, weight_decay)
     bn_act = bn_act_factory(activation, **act_kwargs)
 
@@ -83,9 +82,7 @@ def wide_resnet(depth, width, dropout=0.3, activation="relu", input_shape=(32, 3
             x = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
             channels = filters
     x = bn_act(x, "final")
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(x)
-    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    outputs = softmax_head(x, num_classes, weight_decay)
     return keras.Model(inputs, outputs, name=name or f"wrn_{depth}_{width}")
 
 

@@ -33,7 +33,22 @@ from ..expr.graph import MAX_DEPTH, X, Apply, Expr
 from . import mutations as _mut
 
 
-class CafeSpace:
+class _Configurable:
+    """``from_config`` for the spaces: the inverse of ``get_config`` (whose ``kind`` names
+    the class)."""
+
+    kind = ""
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        kind = config.pop("kind", cls.kind)
+        if kind != cls.kind:
+            raise ValueError(f"expected a {cls.kind!r} space config, got kind {kind!r}")
+        return cls(**config)
+
+
+class CafeSpace(_Configurable):
     """The CAFE search space ``S_d`` (§3.1.1) over the given unary and binary operators.
 
     ``size()`` counts *function strings*, i.e. distinct trees: every assignment of an
@@ -188,14 +203,6 @@ class CafeSpace:
         return {"kind": self.kind, "depth": self.depth, "unary": list(self.unary),
                 "binary": list(self.binary)}
 
-    @classmethod
-    def from_config(cls, config: dict) -> "CafeSpace":
-        config = dict(config)
-        kind = config.pop("kind", cls.kind)
-        if kind != cls.kind:
-            raise ValueError(f"expected a {cls.kind!r} space config, got kind {kind!r}")
-        return cls(**config)
-
     def __eq__(self, other):
         return isinstance(other, CafeSpace) and self.get_config() == other.get_config()
 
@@ -316,7 +323,7 @@ def pangaea_space_sizes(n_unary: int = len(_ops.PANGAEA_UNARY),
     return PangaeaSpaceSize(tuple(rows), by_nodes, sum(by_nodes.values()))
 
 
-class PangaeaSpace:
+class PangaeaSpace(_Configurable):
     """The PANGAEA search space (§4.1.1): Table 4.1 operators, graphs grown by mutation, up to
     ``max_params`` multiplicative parameters.
 
@@ -395,14 +402,6 @@ class PangaeaSpace:
     def get_config(self) -> dict:
         return {"kind": self.kind, "unary": list(self.unary), "binary": list(self.binary),
                 "max_nodes": self.max_nodes, "max_params": self.max_params}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "PangaeaSpace":
-        config = dict(config)
-        kind = config.pop("kind", cls.kind)
-        if kind != cls.kind:
-            raise ValueError(f"expected a {cls.kind!r} space config, got kind {kind!r}")
-        return cls(**config)
 
     def __eq__(self, other):
         return isinstance(other, PangaeaSpace) and self.get_config() == other.get_config()

@@ -19,6 +19,7 @@ within an epoch rather than stepping once per epoch.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 
@@ -41,17 +42,20 @@ def _check_epochs(name, value, allow_zero=True):
     return value
 
 
-class Schedule:
+class Schedule(abc.ABC):
     """Base of the schedules: ``__call__(epoch) -> lr``, ``scaled(factor)``, ``describe()``."""
 
-    def __call__(self, epoch: float) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __call__(self, epoch: float) -> float:
+        """The learning rate at (fractional) ``epoch``."""
 
-    def scaled(self, factor: float) -> "Schedule":  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def scaled(self, factor: float) -> "Schedule":
+        """The same shape with every time multiplied by ``factor``."""
 
-    def describe(self) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """One line for recipe listings."""
 
     def to_config(self) -> dict:
         config = {"class": type(self).__name__}
@@ -134,10 +138,9 @@ class PiecewiseConstant(Schedule):
 
 
 @dataclasses.dataclass(frozen=True)
-class LinearWarmupDecay(Schedule):
-    """Linear from ``start`` to ``peak`` over ``warmup_epochs``, then linear to ``end`` at
-    ``total_epochs`` (and ``end`` after it): AQuaSurF's Table A.2 schedule and the
-    "superconvergence" schedule of AutoInit §5.9."""
+class _WarmupThenDecay(Schedule):
+    """Linear from ``start`` to ``peak`` over ``warmup_epochs``, then :meth:`_decay` from
+    ``peak`` to ``end`` at ``total_epochs`` (and ``end`` after it)."""
 
     peak: float
     warmup_epochs: float
@@ -148,6 +151,10 @@ class LinearWarmupDecay(Schedule):
     def __post_init__(self):
         _check_warmup_fields(self)
 
+    @abc.abstractmethod
+    def _decay(self, progress: float) -> float:
+        """The rate at ``progress`` in [0, 1) of the decay phase."""
+
     def __call__(self, epoch):
         t = float(epoch)
         if t < self.warmup_epochs:
@@ -155,11 +162,21 @@ class LinearWarmupDecay(Schedule):
         span = self.total_epochs - self.warmup_epochs
         if span <= 0 or t >= self.total_epochs:
             return self.end if t >= self.total_epochs else self.peak
-        return self.peak + (self.end - self.peak) * (t - self.warmup_epochs) / span
+        return self._decay((t - self.warmup_epochs) / span)
 
     def scaled(self, factor):
         return dataclasses.replace(self, warmup_epochs=self.warmup_epochs * factor,
                                    total_epochs=self.total_epochs * factor)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearWarmupDecay(_WarmupThenDecay):
+    """Linear from ``start`` to ``peak`` over ``warmup_epochs``, then linear to ``end`` at
+    ``total_epochs`` (and ``end`` after it): AQuaSurF's Table A.2 schedule and the
+    "superconvergence" schedule of AutoInit §5.9."""
+
+    def _decay(self, progress):
+        return self.peak + (self.end - self.peak) * progress
 
     def describe(self):
         return (f"linear warm-up {self.start:g} -> {self.peak:g} over "
@@ -168,33 +185,13 @@ class LinearWarmupDecay(Schedule):
 
 
 @dataclasses.dataclass(frozen=True)
-class WarmupCosine(Schedule):
+class WarmupCosine(_WarmupThenDecay):
     """Linear from ``start`` to ``peak`` over ``warmup_epochs``, then a half cosine from
     ``peak`` down to ``end`` at ``total_epochs``; ``warmup_epochs=0`` is plain cosine
     annealing (PyTorch's ``CosineAnnealingLR``, as in the GRAFS tables)."""
 
-    peak: float
-    warmup_epochs: float
-    total_epochs: float
-    start: float = 0.0
-    end: float = 0.0
-
-    def __post_init__(self):
-        _check_warmup_fields(self)
-
-    def __call__(self, epoch):
-        t = float(epoch)
-        if t < self.warmup_epochs:
-            return self.start + (self.peak - self.start) * t / self.warmup_epochs
-        span = self.total_epochs - self.warmup_epochs
-        if span <= 0 or t >= self.total_epochs:
-            return self.end if t >= self.total_epochs else self.peak
-        progress = (t - self.warmup_epochs) / span
+    def _decay(self, progress):
         return self.end + 0.5 * (self.peak - self.end) * (1.0 + math.cos(math.pi * progress))
-
-    def scaled(self, factor):
-        return dataclasses.replace(self, warmup_epochs=self.warmup_epochs * factor,
-                                   total_epochs=self.total_epochs * factor)
 
     def describe(self):
         head = (f"linear warm-up {self.start:g} -> {self.peak:g} over {self.warmup_epochs:g} "

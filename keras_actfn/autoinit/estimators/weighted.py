@@ -219,16 +219,22 @@ def window_coverage(input_shape, kernel_size, strides, dilation, padding,
 
 
 @functools.lru_cache(maxsize=1024)
-def _axis_factor(length, k, stride, rate, padding):
+def _axis_taps(length, k, stride, rate, padding):
+    """``(taps, inside)``: the input index each output position reads with each tap along
+    one axis ('same' or 'causal' padding), and whether it lies inside the input."""
     span = (k - 1) * rate + 1
     if padding == "causal":
         out_len, before = length, span - 1
     else:  # "same"
         out_len = -(-length // stride)
         before = max((out_len - 1) * stride + span - length, 0) // 2
-    starts = np.arange(out_len) * stride - before
-    taps = starts[:, None] + np.arange(k) * rate
-    inside = (taps >= 0) & (taps < length)
+    taps = (np.arange(out_len) * stride - before)[:, None] + np.arange(k) * rate
+    return taps, (taps >= 0) & (taps < length)
+
+
+def _axis_factor(length, k, stride, rate, padding):
+    taps, inside = _axis_taps(length, k, stride, rate, padding)
+    out_len = taps.shape[0]
     if stride == 1 and out_len == length:
         tap_matrix = np.zeros((out_len, length))
         rows = np.repeat(np.arange(out_len), k).reshape(out_len, k)
@@ -257,14 +263,7 @@ def tap_fractions(input_shape, kernel_size, strides, dilation, padding,
 
 @functools.lru_cache(maxsize=1024)
 def _tap_axis(length, k, stride, rate, padding):
-    span = (k - 1) * rate + 1
-    if padding == "causal":
-        out_len, before = length, span - 1
-    else:
-        out_len = -(-length // stride)
-        before = max((out_len - 1) * stride + span - length, 0) // 2
-    taps = (np.arange(out_len) * stride - before)[:, None] + np.arange(k) * rate
-    return ((taps >= 0) & (taps < length)).mean(axis=0)
+    return _axis_taps(length, k, stride, rate, padding)[1].mean(axis=0)
 
 
 def _conv_coverage(layer, ctx) -> float:
