@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
 import time
 
@@ -162,8 +163,6 @@ def run_named_search(algorithm="pangaea", task="mnist1d", recipe="quick", model=
     """Search, then compare the best ``final_top`` functions with ``baseline`` over
     ``final_seeds`` seeds (with ``final_recipe``, e.g. the full 200-epoch schedule, when
     given: the reranking of §4.1.2). Returns ``(summary, comparison rows)``."""
-    import os
-
     from .driver import run_search
     from .store import Store
 
@@ -178,9 +177,11 @@ def run_named_search(algorithm="pangaea", task="mnist1d", recipe="quick", model=
     os.makedirs(directory, exist_ok=True)
     bar = ProgressLine(budget, algo.metric) if progress else None
     with Store(store) as journal:
-        summary = run_search(algo, evaluator, journal,
-                             executor=make_executor(executor, workers, ray_address),
-                             budget=budget, seed=seed, progress=bar)
+        # a caller-given executor is not closed by run_search: the with-blocks release
+        # each run's workers (process pool, Ray tasks) when it ends
+        with make_executor(executor, workers, ray_address) as pool:
+            summary = run_search(algo, evaluator, journal, executor=pool, budget=budget,
+                                 seed=seed, progress=bar)
         if bar is not None:
             bar.close()
         rows = []
@@ -189,9 +190,9 @@ def run_named_search(algorithm="pangaea", task="mnist1d", recipe="quick", model=
             functions = [baseline] + [t for t in top if t != baseline]
             final = Rerank(functions, runs=final_seeds, seed=1000 + seed, metric=algo.metric,
                            context=context)
-            run_search(final, final_evaluator, journal,
-                       executor=make_executor(executor, workers, ray_address), seed=seed,
-                       run_name="final")
+            with make_executor(executor, workers, ray_address) as pool:
+                run_search(final, final_evaluator, journal, executor=pool, seed=seed,
+                           run_name="final")
             rows = comparison_rows(final, baseline)
     return summary, rows
 
