@@ -107,8 +107,9 @@ def test_load_official_style_samples(tmp_path):
 
 
 class _Layer:
-    def __init__(self, counts):
+    def __init__(self, counts, num_params=100):
         self.histogram = np.asarray(counts)
+        self.num_params = num_params
 
 
 class _Fisher:
@@ -128,6 +129,7 @@ def test_build_benchmark_merges_equivalents_and_resumes(tmp_path):
     calls = log.read_text().splitlines()
     assert len(calls) == 5
     data = json.loads((tmp_path / "b.json").read_text())
+    assert data["relu(x)"]["Fisher Layer Sizes"] == [[2, 100], [3, 100]]
     assert data["relu(x)"]["Equivalent Activation Functions"] == ["relu(x)", "max(x, 0)"]
     assert data["x * sigmoid(x)"]["Equivalent Activation Functions"] == [
         "x * sigmoid(x)", "swish(x)"]

@@ -44,13 +44,14 @@ def test_search_usage_errors(tmp_path, capsys):
 
 def test_aquasurf_search_starts_from_the_eight_baselines():
     """`keras-actfn search aquasurf`: the 2,750 unique functions of the Table A.3 space,
-    embedded by outputs; new-task mode asks the eight baselines of ch. 6 first."""
+    embedded by outputs; new-task mode asks the eight baselines of ch. 6 first. (The FIM
+    half of the surrogate: tests/test_aquasurf_pool.py.)"""
     import numpy as np
 
     from keras_actfn.expr import evaluate, parse
     from keras_actfn.search.runner import make_algorithm
 
-    algo = make_algorithm("aquasurf", budget=10, seed=0)
+    algo = make_algorithm("aquasurf", budget=10, seed=0, features="outputs")
     assert len(algo.functions) == 2750
     grid = np.linspace(-3, 3, 61)
     baselines = ["elu(x)", "relu(x)", "selu(x)", "sigmoid(x)", "softplus(x)", "softsign(x)",

@@ -11,6 +11,7 @@ store, so a finished search re-reports instantly and an interrupted one resumes)
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import os
 import sys
@@ -55,20 +56,53 @@ def _cafe_exhaustive(budget, seed, context, depth=1, **options):
 
 
 def _aquasurf(budget, seed, context, regressor="knr", start="new_task",
-              space="binary_unary_unary", **options):
-    """AQuaSurF (ch. 6) on the unique functions of an A.3/A.4.3 space, embedded by their
-    outputs (UMAP, §6.5; the FIM half of the surrogate is not computed here: that costs one
-    forward/backward pass per function, see ``aquasurf.fim``)."""
-    from .aquasurf.features import embed, finite_outputs
+              space="binary_unary_unary", features="both", fim_initial=None, fim_limit=None,
+              fim_batch=128, store=None, workers=1, **options):
+    """AQuaSurF (ch. 6) on the unique functions of an A.3/A.4.3 space.
+
+    ``features``: the surrogate's features -- ``"both"`` (the paper: FIM eigenvalues of the
+    search's own network at initialization plus outputs, UMAP-combined), ``"fim"`` or
+    ``"outputs"``. FIM features are computed for the whole pool up front with ``workers``
+    processes and cached in ``store``; functions with an invalid FIM are filtered out
+    (§6.3.1). ``fim_initial=N``: parallel mode (A.4.1) -- the search starts once N
+    functions have features and one extra process computes the rest while it runs.
+    ``fim_limit``: at most this many functions in the pool (seeded order, start functions
+    first). Random search (``regressor="random"``) uses no features and no filter, as in
+    the paper."""
+    from .aquasurf.features import finite_outputs
+    from .aquasurf.pool import CandidatePool, FimFeatures
     from .aquasurf.space import aquasurf_space, unique_functions
-    from .aquasurf.surrogate import AquasurfSearch
+    from .aquasurf.surrogate import BASELINE_FUNCTIONS, AquasurfSearch, find_functions
 
     unique = list(unique_functions(aquasurf_space(space)))
+    texts, keys = [u.text for u in unique], [u.key for u in unique]
     outputs = finite_outputs(np.array([u.outputs for u in unique]))
-    coords = embed(outputs=outputs, seed=seed)
-    return AquasurfSearch([u.text for u in unique], coords, regressor=regressor, start=start,
-                          budget=budget, seed=seed, keys=[u.key for u in unique],
-                          context=context, **options)
+    if regressor == "random":
+        return AquasurfSearch(texts, np.zeros((len(texts), 1)), regressor=regressor,
+                              start=start, budget=budget, seed=seed, keys=keys,
+                              context={**context, "space": space}, **options)
+    targets = {"new_task": list(BASELINE_FUNCTIONS), "benchmark": ["relu(x)"]}.get(
+        start, start if isinstance(start, (list, tuple)) else [])
+    first = [i for i in find_functions(list(targets), texts, keys) if i is not None]
+    fim = None
+    if features != "outputs":
+        from ..train import get_recipe
+
+        model = context.get("model") or get_recipe(context.get("recipe", "quick")).model
+        fim = FimFeatures(model=model, task=context.get("task", "mnist1d"), batch=fim_batch)
+    pool = CandidatePool(texts, outputs, features=features, fim=fim, store=store, first=first,
+                         seed=seed, limit=fim_limit)
+    background = fim_initial is not None and pool.uses_fim
+    pool.compute(fim_initial if background else None, workers=workers)
+    if pool.filtered():
+        print(f"FIM filter (§6.3.1): {len(pool.filtered())} functions with invalid features "
+              f"left out", file=sys.stderr)
+    functions, coords = pool.embed()
+    if background:
+        pool.start_background()
+    return AquasurfSearch(functions, coords, regressor=regressor, start=start, budget=budget,
+                          seed=seed, source=pool if background else None,
+                          context={**context, "space": space, **pool.describe()}, **options)
 
 
 #: algorithm name -> factory(budget, seed, context, **options)
@@ -83,12 +117,17 @@ ALGORITHMS = {
 }
 
 
-def make_algorithm(name, budget, seed=0, context=None, **options):
+def make_algorithm(name, budget, seed=0, context=None, *, store=None, workers=1, **options):
+    """Build a named search. ``store`` and ``workers`` reach the factories that take them
+    (AQuaSurF caches FIM features in the store and computes them with the workers)."""
     try:
         factory = ALGORITHMS[name]
     except KeyError:
         raise ValueError(f"unknown search {name!r}; available: {sorted(ALGORITHMS)}") from None
-    return factory(int(budget), int(seed), dict(context or {}), **options)
+    accepted = inspect.signature(factory).parameters
+    extra = {key: value for key, value in (("store", store), ("workers", workers))
+             if key in accepted}
+    return factory(int(budget), int(seed), dict(context or {}), **extra, **options)
 
 
 def make_evaluator(task="mnist1d", model=None, recipe="quick", test=False, **overrides):
@@ -172,16 +211,21 @@ def run_named_search(algorithm="pangaea", task="mnist1d", recipe="quick", model=
                        **(final_overrides or recipe_overrides))
     context = {"task": task, "model": model, "recipe": recipe,
                "overrides": {k: recipe_overrides[k] for k in sorted(recipe_overrides)}}
-    algo = make_algorithm(algorithm, budget, seed, context, **(algorithm_options or {}))
     directory = os.path.dirname(os.path.abspath(store))
     os.makedirs(directory, exist_ok=True)
-    bar = ProgressLine(budget, algo.metric) if progress else None
     with Store(store) as journal:
+        algo = make_algorithm(algorithm, budget, seed, context, store=journal, workers=workers,
+                              **(algorithm_options or {}))
+        bar = ProgressLine(budget, algo.metric) if progress else None
         # a caller-given executor is not closed by run_search: the with-blocks release
         # each run's workers (process pool, Ray tasks) when it ends
-        with make_executor(executor, workers, ray_address) as pool:
-            summary = run_search(algo, evaluator, journal, executor=pool, budget=budget,
-                                 seed=seed, progress=bar)
+        try:
+            with make_executor(executor, workers, ray_address) as pool:
+                summary = run_search(algo, evaluator, journal, executor=pool, budget=budget,
+                                     seed=seed, progress=bar)
+        finally:
+            if hasattr(algo, "close"):
+                algo.close()
         if bar is not None:
             bar.close()
         rows = []

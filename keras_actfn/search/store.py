@@ -44,7 +44,7 @@ __all__ = ["Store", "Evaluation", "StoreError", "StoreConfigError", "StoreLocked
            "SCHEMA_VERSION"]
 
 #: the layout version written to ``PRAGMA user_version``
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the features table (1 is upgraded in place)
 
 PENDING, RUNNING, OK, FAILED = "pending", "running", "ok", "failed"
 
@@ -90,6 +90,12 @@ CREATE TABLE IF NOT EXISTS state (
     state TEXT NOT NULL,
     created REAL NOT NULL,
     PRIMARY KEY (run, seq)
+);
+CREATE TABLE IF NOT EXISTS features (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
 );
 """
 
@@ -228,7 +234,7 @@ class Store:
         if version == 0:
             tables = {row[0] for row in self._conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            foreign = tables - {"runs", "evaluations", "state"}
+            foreign = tables - {"runs", "evaluations", "state", "features"}
             if foreign:
                 raise StoreError(f"{self.path!r} is an SQLite database but not a keras_actfn "
                                  f"search store (it has tables {sorted(foreign)})")
@@ -610,3 +616,27 @@ class Store:
                 "finished": finished, "reused": reused, "evaluated": finished - reused}
 
 
+
+    # ----------------------------------------------------------------------- features
+    def put_features(self, kind: str, items) -> int:
+        """Cache per-function features (e.g. AQuaSurF's FIM features) under ``kind``, a
+        string naming how they were computed; ``items``: ``(key, JSON-safe value)`` pairs.
+        A key already cached for ``kind`` keeps its first value. Not tied to a run: every
+        search on this store with the same ``kind`` shares them. Returns the rows added."""
+        rows = [(str(kind), str(key), json.dumps(json_normalize(value), sort_keys=True,
+                                                 allow_nan=False)) for key, value in items]
+
+        def body(cur):
+            before = cur.execute("SELECT COUNT(*) FROM features WHERE kind = ?",
+                                 (str(kind),)).fetchone()[0]
+            cur.executemany("INSERT OR IGNORE INTO features (kind, key, value) VALUES "
+                            "(?, ?, ?)", rows)
+            return cur.execute("SELECT COUNT(*) FROM features WHERE kind = ?",
+                               (str(kind),)).fetchone()[0] - before
+
+        return self._write(body) if rows else 0
+
+    def features(self, kind: str) -> dict:
+        """``{key: value}`` cached under ``kind``, in the order they were added."""
+        return {key: json.loads(value) for key, value in self._read(
+            "SELECT key, value FROM features WHERE kind = ? ORDER BY rowid", (str(kind),))}

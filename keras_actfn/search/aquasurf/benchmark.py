@@ -45,9 +45,9 @@ from ..driver import run_search
 from ..store import Store
 from .surrogate import AquasurfSearch, REGRESSORS
 
-__all__ = ["Benchmark", "ListAlgorithm", "build_benchmark", "load_benchmark",
-           "write_benchmark", "replay_search", "ReplayResult", "plot_replay", "FIELDS",
-           "fisher_cdf"]
+__all__ = ["Benchmark", "ListAlgorithm", "FisherEvaluator", "build_benchmark",
+           "load_benchmark", "write_benchmark", "replay_search", "ReplayResult", "plot_replay",
+           "FIELDS", "fisher_cdf", "fisher_layer_sizes", "fim_entry", "cdf_vectors"]
 
 #: record field -> Act-Bench key
 FIELDS = {"train_accuracy": "Train Accuracy", "validation_accuracy": "Validation Accuracy",
@@ -56,6 +56,8 @@ FIELDS = {"train_accuracy": "Train Accuracy", "validation_accuracy": "Validation
           "runtime_s": "Runtime (s)"}
 EQUIVALENTS = "Equivalent Activation Functions"
 FISHER = "Fisher log eigenvalue CDF"
+#: ours: per weighted layer ``[histogram bins, weights]``, so the CDF can be split by layer
+FISHER_LAYERS = "Fisher Layer Sizes"
 STATUS, REASON = "Status", "Failure Reason"
 
 
@@ -195,6 +197,70 @@ def fisher_cdf(result):
     return [round(float(v), 8) for v in cdf]
 
 
+def fisher_layer_sizes(result):
+    """``[[bins, weights], ...]`` per layer of a FIM result (the "Fisher Layer Sizes" entry)."""
+    return [[int(len(layer.histogram)), int(layer.num_params)] for layer in result.layers]
+
+
+def cdf_vectors(benchmark, rows=None) -> tuple:
+    """``(vectors, valid)`` from the benchmark's "Fisher log eigenvalue CDF" column: vectors
+    whose Manhattan distances equal eq. 6.16 (see
+    :func:`~keras_actfn.search.aquasurf.features.cdf_vector`), and the mask of rows with a
+    valid FIM. Uses each row's "Fisher Layer Sizes" (written by our builder); a published
+    table without them gets plain Manhattan distance on the CDF."""
+    from .features import cdf_matrix  # noqa: PLC0415
+
+    names = benchmark.functions if rows is None else [benchmark.functions[i] for i in rows]
+    return cdf_matrix([benchmark.rows[name].get(FISHER) for name in names],
+                      [benchmark.rows[name].get(FISHER_LAYERS) or None for name in names])
+
+
+def fim_entry(result) -> dict:
+    """The JSON-safe FIM features of one function, as records and caches keep them:
+    ``{"cdf", "layers", "valid", "reason"}`` (``cdf`` None when invalid)."""
+    return {"cdf": fisher_cdf(result), "layers": fisher_layer_sizes(result),
+            "valid": bool(result.valid), "reason": result.reason or ""}
+
+
+class FisherEvaluator:
+    """Picklable evaluator: ``evaluator(text, seed=...)`` then the FIM features of the same
+    function on ``model`` / ``task`` (one batch at AutoInit, :func:`activation_fim_features`),
+    stored in ``record.info`` (``fisher_cdf``, ``fisher_layers``, ``fisher_valid``,
+    ``fisher_reason``, ``fisher_s``) so a benchmark build journals both in one pass.
+    A FIM that cannot be computed leaves ``fisher_cdf`` null and says why."""
+
+    def __init__(self, evaluator, model: str = "mnist1d_cnn", task: str = "mnist1d",
+                 batch: int = 128, fim_seed: int = 0):
+        self.evaluator, self.model, self.task = evaluator, model, task
+        self.batch, self.fim_seed = int(batch), int(fim_seed)
+        self._task = None
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_task"} | {"_task": None}
+
+    def __call__(self, text, seed: int = 0):
+        import time  # noqa: PLC0415
+
+        from ...data import load_task  # noqa: PLC0415
+        from .fim import activation_fim_features  # noqa: PLC0415
+
+        record = self.evaluator(text, seed=seed)
+        start = time.perf_counter()
+        try:
+            if self._task is None:
+                self._task = load_task(self.task) if isinstance(self.task, str) else self.task
+            result = activation_fim_features(text, self.model, self._task, batch=self.batch,
+                                             seed=self.fim_seed)
+            entry = fim_entry(result)
+            record.info.update({f"fisher_{key}": value for key, value in entry.items()})
+        except Exception as err:  # noqa: BLE001 -- an unbuildable function has no FIM
+            record.info["fisher_cdf"] = None
+            record.info["fisher_valid"] = False
+            record.info["fisher_reason"] = f"{type(err).__name__}: {err}"
+        record.info["fisher_s"] = round(time.perf_counter() - start, 4)
+        return record
+
+
 def _number(value):
     if value is None:
         return None
@@ -257,6 +323,12 @@ def build_benchmark(functions, evaluator, store_path, path_json, fim=None, *, se
         if fim is not None:
             source = fim(rep) if callable(fim) else fim.get(rep)
             row[FISHER] = fisher_cdf(source)
+            if getattr(source, "layers", None):
+                row[FISHER_LAYERS] = fisher_layer_sizes(source)
+        elif record is not None and "fisher_cdf" in record.info:  # from a FisherEvaluator
+            row[FISHER] = record.info["fisher_cdf"]
+            if record.info.get("fisher_layers"):
+                row[FISHER_LAYERS] = record.info["fisher_layers"]
         rows[rep] = row
     benchmark = Benchmark(representatives, rows, str(path_json))
     write_benchmark(benchmark, path_json)

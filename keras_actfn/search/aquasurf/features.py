@@ -26,6 +26,7 @@ import numpy as np
 from ...expr.numeric import FINGERPRINT_SIZE, fingerprint
 
 OUTPUT_LIMIT = 1e6
+HIST_WIDTH = 200.0  # the §6.5 FIM histograms span [-100, 100]
 
 
 # ------------------------------------------------------------------------- outputs
@@ -178,6 +179,53 @@ def fim_vectors(features, weights=None, quantiles: int = 256) -> np.ndarray:
                                 method="inverted_cdf") for f in features]
             blocks.append(np.asarray(rows) / (quantiles * weights[layer]))
     return np.concatenate(blocks, axis=1)
+
+
+def cdf_vector(cdf, layers=None) -> np.ndarray:
+    """The eq. 6.16 vector of one function from its "Fisher log eigenvalue CDF" (per layer,
+    the cumulative share of log eigenvalues in each §6.5 bin, layers concatenated).
+
+    ``layers``: ``[[bins, weights], ...]`` per layer; each layer then gives
+    ``cdf[:-1] * bin_width / weights`` -- the same vector :func:`fim_vectors` makes from the
+    histograms, so Manhattan distance is eq. 6.16. Without ``layers`` the CDF is returned as
+    it is (plain Manhattan distance, every entry weighted 1).
+    """
+    cdf = np.asarray(cdf, dtype=np.float64).ravel()
+    if not layers:
+        return cdf
+    parts, start = [], 0
+    for bins, weights in layers:
+        bins = int(bins)
+        parts.append(cdf[start:start + bins][:-1] * (HIST_WIDTH / bins) / float(weights))
+        start += bins
+    if start != cdf.size:
+        raise ValueError(f"a CDF of {cdf.size} entries does not match the layer sizes "
+                         f"{list(layers)} ({start} bins)")
+    return np.concatenate(parts) if parts else cdf[:0]
+
+
+def cdf_matrix(cdfs, layers=None) -> tuple:
+    """``(vectors, valid)``: :func:`cdf_vector` of each CDF as the rows of one ``(n, D)``
+    array (NaN rows where a CDF is missing, non-finite or of another length) and the mask of
+    usable rows. ``layers``: one layout for all, or a list with one per CDF (or None)."""
+    per_row = isinstance(layers, (list, tuple)) and len(layers) == len(cdfs) and \
+        all(item is None or (isinstance(item, (list, tuple)) and item and
+                             isinstance(item[0], (list, tuple))) for item in layers)
+    rows = []
+    for i, cdf in enumerate(cdfs):
+        layout = layers[i] if per_row else layers
+        if cdf is None:
+            rows.append(None)
+            continue
+        vector = cdf_vector(cdf, layout)
+        rows.append(vector if np.isfinite(vector).all() else None)
+    width = next((r.size for r in rows if r is not None), 0)
+    out = np.full((len(rows), width), np.nan)
+    valid = np.zeros(len(rows), dtype=bool)
+    for i, row in enumerate(rows):
+        if row is not None and row.size == width:
+            out[i], valid[i] = row, True
+    return out, valid
 
 
 def pairwise_fim_distances(features, weights=None) -> np.ndarray:

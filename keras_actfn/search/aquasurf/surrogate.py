@@ -185,6 +185,12 @@ class AquasurfSearch(SearchAlgorithm):
         keys: optional output fingerprint keys of ``functions`` (speeds up finding the
             start functions by outputs).
         context: JSON-safe extras for :meth:`config` (task, model, recipe...).
+        source: optional growing candidate list (parallel mode, A.4.1): an object whose
+            ``poll()`` returns None or ``(functions, coords)``, a longer list starting with
+            the current one and new coordinates for all (e.g.
+            :class:`~keras_actfn.search.aquasurf.pool.CandidatePool`); polled at each ask.
+            The config then names the source (``source.describe()``) instead of hashing the
+            list, so a resumed search may start from a longer list.
 
     Candidates carry ``meta={"index": i}``, the position in ``functions``.
     """
@@ -193,19 +199,14 @@ class AquasurfSearch(SearchAlgorithm):
 
     def __init__(self, functions, coords, regressor: str = "knr", start="benchmark",
                  budget: int = 100, seed: int = 0, metric: str = "validation_accuracy",
-                 failure_fitness: float | None = None, keys=None, context: dict | None = None):
+                 failure_fitness: float | None = None, keys=None, context: dict | None = None,
+                 source=None):
+        self.source = source
         self.functions = [str(f) for f in functions]
         n = len(self.functions)
         if n == 0:
             raise ValueError("AquasurfSearch needs at least one candidate function")
-        coords = np.asarray(coords, dtype=np.float64)
-        if coords.ndim == 1:
-            coords = coords[:, None]
-        if coords.ndim != 2 or coords.shape[0] != n:
-            raise ValueError(f"coords must have shape ({n}, d) to match the {n} functions, "
-                             f"got {coords.shape}")
-        if not np.isfinite(coords).all():
-            raise ValueError("coords must be finite (embed only functions with valid features)")
+        coords = self._check_coords(coords, n)
         if regressor not in REGRESSORS:
             raise ValueError(f"unknown regressor {regressor!r}; expected one of {REGRESSORS}")
         if isinstance(budget, bool) or int(budget) < 1:
@@ -228,6 +229,35 @@ class AquasurfSearch(SearchAlgorithm):
         self.pending: list[int] = []      # asked, not told
         self.told: dict[int, float | None] = {}  # index -> regression target (None: unknown)
         self._canonical: dict[int, str] = {}
+
+    @staticmethod
+    def _check_coords(coords, n):
+        coords = np.asarray(coords, dtype=np.float64)
+        if coords.ndim == 1:
+            coords = coords[:, None]
+        if coords.ndim != 2 or coords.shape[0] != n:
+            raise ValueError(f"coords must have shape ({n}, d) to match the {n} functions, "
+                             f"got {coords.shape}")
+        if not np.isfinite(coords).all():
+            raise ValueError("coords must be finite (embed only functions with valid features)")
+        return coords
+
+    def extend(self, functions, coords) -> None:
+        """Grow the candidate list: ``functions`` must start with the current list (indices
+        stay valid); ``coords`` replaces every function's coordinates."""
+        functions = [str(f) for f in functions]
+        if functions[:len(self.functions)] != self.functions:
+            raise ValueError("a grown candidate list must start with the current one")
+        coords = self._check_coords(coords, len(functions))
+        if coords.shape[1] != self.coords.shape[1]:
+            raise ValueError(f"coordinates changed dimension: {self.coords.shape[1]} -> "
+                             f"{coords.shape[1]}")
+        self.functions, self.coords, self.keys = functions, coords, None
+
+    def close(self) -> None:
+        """Release the source (its background process), if any."""
+        if self.source is not None and hasattr(self.source, "close"):
+            self.source.close()
 
     # ------------------------------------------------------------------ start set
     def _start_set(self) -> list:
@@ -309,6 +339,10 @@ class AquasurfSearch(SearchAlgorithm):
     def ask(self) -> Candidate | None:
         if len(self.asked) >= self.budget:
             return None
+        if self.source is not None:
+            update = self.source.poll()
+            if update is not None:
+                self.extend(*update)
         for index in self.start_indices:
             if index not in self.told and index not in self.pending:
                 return self._candidate(index, "start")
@@ -376,10 +410,19 @@ class AquasurfSearch(SearchAlgorithm):
         self.asked = [int(i) for i in state["asked"]]
         self.pending = [int(i) for i in state["pending"]]
         self.told = {int(i): (None if v is None else float(v)) for i, v in state["told"]}
+        known = [*self.start_indices, *self.asked]
+        if known and max(known) >= len(self.functions):
+            raise ValueError(f"the saved search refers to function #{max(known)} but only "
+                             f"{len(self.functions)} candidates were given; resume with the "
+                             f"same (or a grown) candidate list")
 
     def config(self) -> dict:
+        candidates = {"num_functions": len(self.functions), "candidates_sha1": self.digest}
+        if self.source is not None:  # grows during the run and between sessions
+            candidates = {"candidates": "growing",
+                          "source": self.source.describe() if hasattr(self.source, "describe")
+                          else type(self.source).__name__}
         return {"name": self.name, "regressor": self.regressor,
                 "start": self.start, "budget": self.budget, "seed": self.seed,
                 "metric": self.metric, "failure_fitness": self.failure_fitness,
-                "num_functions": len(self.functions), "coords_dim": int(self.coords.shape[1]),
-                "candidates_sha1": self.digest, **self.context}
+                "coords_dim": int(self.coords.shape[1]), **candidates, **self.context}
