@@ -464,6 +464,19 @@ def _search_arguments(p):
                    help="grafs: warm-start epochs (shrinking starts at 2*E0)")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="grafs: operator weights over epochs of the first search")
+    p.add_argument("--regressor", choices=("knr", "rfr", "svr", "random"), default=None,
+                   help="aquasurf: the surrogate regressor (default knr; random: random search)")
+    p.add_argument("--features", choices=("both", "fim", "outputs"), default=None,
+                   help="aquasurf: surrogate features (default both: FIM eigenvalues + outputs)")
+    p.add_argument("--space", default=None,
+                   help="aquasurf: binary_unary_unary (Table A.3, default) or four_node")
+    p.add_argument("--start", choices=("new_task", "benchmark"), default=None,
+                   help="aquasurf: start from the eight baselines (default) or ReLU + 7 random")
+    p.add_argument("--fim-initial", type=int, default=None, metavar="N",
+                   help="aquasurf parallel mode (A.4.1): start once N functions have FIM "
+                        "features; one extra process computes the rest during the search")
+    p.add_argument("--fim-limit", type=int, default=None, metavar="N",
+                   help="aquasurf: at most N functions in the pool (the paper: 5,000)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
 
 
@@ -512,6 +525,10 @@ def search(args) -> int:
         for key in ("population", "sample", "threshold"):
             if getattr(args, key) is not None:
                 options[key] = getattr(args, key)
+    elif args.algorithm == "aquasurf":
+        for key in ("regressor", "features", "space", "start", "fim_initial", "fim_limit"):
+            if getattr(args, key) is not None:
+                options[key] = getattr(args, key)
     elif args.population is not None:
         options["population"] = args.population
     overrides = {"epochs": args.epochs} if args.epochs else {}
@@ -553,3 +570,318 @@ def report(args) -> int:
     text, _ = write_report(args.store, out_dir=args.out, k=args.top)
     print(text)
     return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- bench
+_BENCH_LABELS = {"ReLU": "relu(x)", "Swish": "swish(x)", "ELU": "elu(x)", "-ELU": "-elu(x)",
+                 "tanh": "tanh(x)", "-tanh": "-tanh(x)", "|x|": "abs(x)", "-|x|": "-abs(x)"}
+_BASELINE_NAMES = {"elu(x)": "ELU", "relu(x)": "ReLU", "selu(x)": "SELU",
+                   "sigmoid(x)": "sigmoid", "softplus(x)": "Softplus",
+                   "softsign(x)": "Softsign", "swish(x)": "Swish", "tanh(x)": "tanh"}
+
+
+def _bench_arguments(p):
+    sub = p.add_subparsers(dest="bench_action", metavar="ACTION")
+    sub.required = True
+    b = sub.add_parser(
+        "build", help="train every unique function of a space once: an Act-Bench table",
+        description="Train every unique (output-distinct) function of an AQuaSurF space once "
+                    "with the recipe, compute its FIM features at initialization, journal "
+                    "everything in --store (re-running resumes) and write the Act-Bench JSON.")
+    b.add_argument("--space", default="binary_unary_unary",
+                   help="AQuaSurF space schema (default: binary_unary_unary, Table A.3)")
+    b.add_argument("--task", default=None, help="task name (default: the recipe's)")
+    b.add_argument("--model", default=None, help="model name (default: the recipe's)")
+    b.add_argument("--recipe", default="quick", help="training recipe (default: quick)")
+    b.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="train N epochs (the schedule is stretched to fit)")
+    b.add_argument("--workers", type=int, default=1, metavar="W",
+                   help="evaluations in parallel (W TensorFlow processes)")
+    b.add_argument("--seed", type=int, default=0, help="training seed of every function")
+    b.add_argument("--store", default=None, metavar="PATH",
+                   help="SQLite journal (default runs/bench_<space>_<task>.db)")
+    b.add_argument("--out", required=True, metavar="FILE",
+                   help="the table (.json, or .json.gz for gzip)")
+    b.add_argument("--limit", type=int, default=None, metavar="K",
+                   help="only the first K unique functions (a smoke run)")
+    b.add_argument("--no-fim", action="store_true", help="skip the FIM features")
+    b.add_argument("--no-test", action="store_true", help="skip the test-set metrics")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    r = sub.add_parser(
+        "replay", help="replay searches on a table (Figure 6.6)",
+        description="Replay --trials searches per method by table look-up (nothing is "
+                    "trained) and write replay.csv, replay.png and summary.json to --out. "
+                    "Regression searches consider only rows with a valid FIM (the paper's "
+                    "filter); random search considers every row. Methods: random, or "
+                    "REGRESSOR-FEATURE with REGRESSOR knr/rfr/svr and FEATURE "
+                    "both/fim/outputs.")
+    r.add_argument("benchmark", help="a table written by `bench build` (or an Act-Bench file)")
+    r.add_argument("--methods", default="knr-both,knr-fim,knr-outputs,random",
+                   help="comma-separated (default: knr-both,knr-fim,knr-outputs,random)")
+    r.add_argument("--trials", type=int, default=100, help="searches per method (default 100)")
+    r.add_argument("--budget", type=int, default=100,
+                   help="evaluations per search, start set included (default 100)")
+    r.add_argument("--seed", type=int, default=0, help="first trial's seed and UMAP's seed")
+    r.add_argument("--top", type=float, default=0.01, metavar="FRACTION",
+                   help="what counts as a top function (default 0.01: the top 1%%)")
+    r.add_argument("--out", required=True, metavar="DIR")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    pl = sub.add_parser(
+        "plot", help="embedding of a table coloured by accuracy (Figures 6.4, 6.7, 6.8)",
+        description="Write embedding_<feature>.png (Figure 6.4: the rows embedded by UMAP, "
+                    "coloured by validation accuracy) and, unless --trace none, the progress "
+                    "(Figure 6.7) and space map (Figure 6.8) of one replayed search.")
+    pl.add_argument("benchmark")
+    pl.add_argument("--out", required=True, metavar="DIR")
+    pl.add_argument("--features", default="both",
+                   help="comma-separated feature kinds: both, fim, outputs (default: both)")
+    pl.add_argument("--seed", type=int, default=0, help="UMAP seed and the traced search's")
+    pl.add_argument("--trace", default="knr-both", metavar="METHOD",
+                   help="method of the traced search (default knr-both; none: skip)")
+    pl.add_argument("--budget", type=int, default=100, help="the traced search's budget")
+
+
+def _bench_table(path):
+    from .search.aquasurf.benchmark import load_benchmark
+
+    if not os.path.exists(path):
+        raise UsageError(f"no benchmark table at {path!r}")
+    try:
+        bench = load_benchmark(path)
+    except (ValueError, OSError, EOFError) as err:
+        raise UsageError(f"cannot read {path}: {err}") from None
+    if len(bench) == 0:
+        raise UsageError(f"{path} holds no functions")
+    return bench
+
+
+def _bench_out_dir(path):
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--out {path} exists and is not a directory")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _bench_build(args) -> int:
+    import numpy as np
+
+    from .search.aquasurf.benchmark import FisherEvaluator, build_benchmark
+    from .search.aquasurf.space import aquasurf_space, count_unique, equivalence_classes
+    from .search.runner import ProgressLine, make_evaluator, make_executor
+    from .search.store import StoreError
+    from .train import get_recipe
+
+    for name in ("epochs", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} must be at least 1, got {value}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    try:
+        recipe = get_recipe(args.recipe)
+        space = aquasurf_space(args.space)
+    except (ValueError, KeyError) as err:
+        raise UsageError(str(err)) from None
+    task = args.task or recipe.task
+    model = args.model or recipe.model
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    try:
+        evaluator = make_evaluator(task=task, model=args.model, recipe=args.recipe,
+                                   test=not args.no_test, **overrides)
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+    if not args.no_fim:
+        evaluator = FisherEvaluator(evaluator, model=model, task=task)
+    if args.limit is not None:
+        labels = equivalence_classes(space)
+        chosen = list(dict.fromkeys(int(v) for v in labels))[:args.limit]
+        keep = np.isin(labels, chosen)
+        functions = [space.text(i) for i in np.flatnonzero(keep)]
+        total = len(chosen)
+    else:
+        functions, total = space, count_unique(space)
+    store = args.store or os.path.join("runs", f"bench_{args.space}_{task}.db")
+    for path in (store, args.out):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    context = {"task": task, "model": model, "recipe": args.recipe, "epochs": args.epochs,
+               "space": args.space, "limit": args.limit, "fim": not args.no_fim,
+               "test": not args.no_test}
+    progress = None if args.quiet else ProgressLine(budget=total, every=10)
+    print(f"space:       {args.space} ({len(space)} functions, {total} unique"
+          f"{'' if args.limit is None else ', --limit'})")
+    print(f"training:    {model} on {task}, recipe {args.recipe}"
+          f"{'' if not args.epochs else f', {args.epochs} epochs'}; FIM "
+          f"{'off' if args.no_fim else 'on'}; store {store}", flush=True)
+    try:
+        with make_executor("local", args.workers) as pool:
+            bench = build_benchmark(functions, evaluator, store, args.out, seed=args.seed,
+                                    executor=pool, run_name="benchmark", context=context,
+                                    progress=progress)
+    except (ValueError, StoreError) as err:  # e.g. the store's run has other settings
+        raise UsageError(str(err)) from None
+    finally:
+        if progress is not None:
+            progress.close()
+    acc = bench.values("Validation Accuracy")
+    failed = sum(1 for f in bench.functions if bench.rows[f].get("Status") != "ok")
+    fim = sum(1 for f in bench.functions if bench.rows[f].get("Fisher log eigenvalue CDF"))
+    print(f"functions:   {len(bench)} ({failed} failed; {fim} with a valid FIM)")
+    if np.isfinite(acc).any():
+        name, value = bench.best()
+        print(f"best:        {value:.4f}  {name}")
+    print(f"table:       {os.path.abspath(args.out)}")
+    return EXIT_OK
+
+
+def _bench_replay(args) -> int:
+    import json
+
+    import numpy as np
+
+    from .search.aquasurf.benchmark import plot_replay
+    from .search.aquasurf.replay import (evaluations_summary, format_summary, parse_methods,
+                                         replay_methods, top_fraction_threshold,
+                                         write_replay_csv)
+    from .search.aquasurf.surrogate import find_functions
+
+    if args.trials < 1 or args.budget < 1:
+        raise UsageError(f"--trials and --budget must be at least 1, got {args.trials} and "
+                         f"{args.budget}")
+    if not 0 < args.top <= 1:
+        raise UsageError(f"--top must be a fraction in (0, 1], got {args.top}")
+    try:
+        methods = parse_methods(args.methods)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    bench = _bench_table(args.benchmark)
+    out = _bench_out_dir(args.out)
+    values = bench.values("Validation Accuracy")
+    try:
+        threshold, k = top_fraction_threshold(values, args.top)
+    except ValueError as err:
+        raise UsageError(f"{args.benchmark}: {err}") from None
+    log = None if args.quiet else (lambda message: print(message, flush=True))
+    try:
+        results = replay_methods(bench, methods, trials=args.trials, budget=args.budget,
+                                 seed=args.seed, log=log)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    summaries = {name: evaluations_summary(result, threshold)
+                 for name, result in results.items()}
+    write_replay_csv(results, os.path.join(out, "replay.csv"))
+    (relu,) = find_functions(["relu(x)"], bench.functions)
+    reference = {}
+    if relu is not None and np.isfinite(values[relu]):
+        reference["ReLU"] = float(values[relu])
+    plot_replay({m.label: results[m.name] for m in methods}, os.path.join(out, "replay.png"),
+                reference=reference,
+                title=f"{os.path.basename(args.benchmark)}: {args.trials} trials")
+    payload = {"benchmark": os.path.abspath(args.benchmark), "functions": len(bench),
+               "trials": args.trials, "budget": args.budget, "seed": args.seed,
+               "top_fraction": args.top, "top_threshold": threshold, "top_count": k,
+               "relu": reference.get("ReLU"), "methods": summaries}
+    with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as handle:
+        json.dump(_json_safe(payload), handle, indent=1, allow_nan=False)
+    print(format_summary(summaries, threshold, k, fraction=args.top))
+    print(f"\nwrote {os.path.join(out, 'replay.csv')}, replay.png and summary.json")
+    return EXIT_OK
+
+
+def _json_safe(value):
+    """NaN/inf -> None, numpy scalars -> Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _bench_plot(args) -> int:
+    import numpy as np
+
+    from .search.aquasurf.plots import plot_embedding, plot_search_progress, plot_space_map
+    from .search.aquasurf.replay import (FEATURE_KINDS, benchmark_coordinates, parse_methods,
+                                         trace_search)
+    from .search.aquasurf.surrogate import BASELINE_FUNCTIONS, find_functions
+
+    features = [f.strip() for f in args.features.split(",") if f.strip()]
+    bad = [f for f in features if f not in FEATURE_KINDS]
+    if bad or not features:
+        raise UsageError(f"--features: expected a comma-separated list of "
+                         f"{', '.join(FEATURE_KINDS)}; got {args.features!r}")
+    trace = None
+    if args.trace.lower() != "none":
+        try:
+            (trace,) = parse_methods(args.trace)
+        except ValueError as err:
+            raise UsageError(f"--trace: {err}") from None
+    if args.budget < 1:
+        raise UsageError(f"--budget must be at least 1, got {args.budget}")
+    bench = _bench_table(args.benchmark)
+    out = _bench_out_dir(args.out)
+    values = bench.values("Validation Accuracy")
+    names = list(_BENCH_LABELS)
+    found = find_functions([_BENCH_LABELS[n] for n in names], bench.functions)
+    labels = {n: i for n, i in zip(names, found) if i is not None}
+    coordinates = {}
+    needed = list(features) + ([trace.feature] if trace and trace.feature else [])
+    for feature in dict.fromkeys(needed):
+        try:
+            coordinates[feature] = benchmark_coordinates(bench, feature, seed=args.seed)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    for feature in features:
+        coords, mask = coordinates[feature]
+        path = os.path.join(out, f"embedding_{feature}.png")
+        plot_embedding(coords, values, path, labels=labels,
+                       title=f"{int(mask.sum())} functions embedded by {feature}")
+        print(f"embedding:   {path}")
+    if trace is not None:
+        if trace.feature is None:
+            coords, mask = coordinates.get(features[0])
+            candidates = None
+        else:
+            coords, mask = coordinates[trace.feature]
+            candidates = np.flatnonzero(mask)
+        try:
+            rows, found_values = trace_search(
+                bench, np.nan_to_num(coords) if trace.feature else None, trace.regressor,
+                budget=args.budget, seed=args.seed, candidates=candidates)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        wanted = list(BASELINE_FUNCTIONS)
+        base_rows = find_functions(wanted, bench.functions)
+        baselines = {_BASELINE_NAMES.get(w, w): float(values[i])
+                     for w, i in zip(wanted, base_rows)
+                     if i is not None and np.isfinite(values[i])}
+        path = os.path.join(out, f"progress_{trace.name}.png")
+        plot_search_progress(found_values, path, baselines=baselines, start_size=8,
+                             title=f"{trace.label}, seed {args.seed}")
+        print(f"progress:    {path}")
+        on_map = np.isfinite(coords[rows]).all(axis=1)
+        path = os.path.join(out, f"space_map_{trace.name}.png")
+        plot_space_map(coords, rows[on_map], found_values[on_map], path,
+                       title=f"{trace.label}: {rows.size} evaluations")
+        print(f"space map:   {path}")
+        best = int(np.nanargmax(found_values)) if np.isfinite(found_values).any() else None
+        if best is not None:
+            print(f"best found:  {found_values[best]:.4f}  {bench.functions[rows[best]]} "
+                  f"(evaluation {best + 1})")
+    return EXIT_OK
+
+
+@command("bench", "build Act-Bench-style tables, replay searches on them, plot them",
+         arguments=_bench_arguments)
+def bench(args) -> int:
+    """AQuaSurF benchmark tables (dissertation §6.1, §6.6): `bench build` trains every unique
+    function of a space once and writes the table; `bench replay` runs many table-lookup
+    searches per method and compares them (Figure 6.6, evaluations to reach a top-1%
+    function); `bench plot` draws the table's embedding coloured by accuracy (Figure 6.4)
+    and one replayed search's progress and path (Figures 6.7, 6.8)."""
+    actions = {"build": _bench_build, "replay": _bench_replay, "plot": _bench_plot}
+    return actions[args.bench_action](args)

@@ -62,6 +62,33 @@ def test_aquasurf_search_starts_from_the_eight_baselines():
                                    evaluate(parse(base), grid), atol=1e-9, err_msg=base)
 
 
+def test_aquasurf_cli_with_fim_features_end_to_end(tmp_path, capsys):
+    """`keras-actfn search aquasurf` with the paper's surrogate (FIM + outputs) on a pool of
+    40 functions: FIM features cached in the store (a resume computes none), the eight
+    baselines evaluated first, then KNR picks, all journaled."""
+    from keras_actfn.search.aquasurf.pool import fim_kind
+
+    store = str(tmp_path / "a.db")
+    args = ["search", "aquasurf", "--budget", "10", "--epochs", "1", "--fim-limit", "40",
+            "--final-seeds", "0", "--store", store, "-q"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "FIM features 40/40" in err
+    with Store(store) as journal:
+        cached = journal.features(fim_kind("mnist1d_cnn", "mnist1d"))
+        journal.select_run("search")
+        evaluations = journal.results()
+        config = journal.run_config()
+    assert len(cached) == 40
+    assert [ev.candidate.mutation for ev in evaluations].count("start") == 8
+    assert [ev.candidate.mutation for ev in evaluations].count("knr") == 2
+    assert all(cached[ev.candidate.text]["valid"] for ev in evaluations
+               if ev.candidate.text in cached)
+    assert config["algorithm"]["features"] == "both" and config["algorithm"]["pool_size"] == 40
+    assert main(args) == 0
+    assert "FIM features" not in capsys.readouterr().err
+
+
 def test_grafs_protocol_from_the_command_line(tmp_path, capsys):
     """`keras-actfn search grafs`: one short search, its function and the five baselines of
     GRAFS Tables 1-3 trained through the harness, the overhead ratio and the weight plot."""
