@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_actfn.backend import keras
+from keras_actfn.search.aquasurf import fim as fim_mod
 from keras_actfn.search.aquasurf.fim import (LOG_FLOOR, activation_fim_features, extract_patches,
                                              fisher_eigenvalues, histogram_bins)
 
@@ -293,3 +294,320 @@ def test_activation_fim_features_on_mnist1d():
     np.testing.assert_array_equal(res.features, again.features)
     bad = activation_fim_features("exp(exp(exp(x)))", batch=32, seed=0)
     assert not bad.valid and bad.features.shape == res.features.shape
+
+
+# ------------------------------------------------------------------ more layer types
+
+def _nll_grads(x_fn, watch, y):
+    """Gradients of the summed NLL w.r.t. the tensors ``x_fn`` watches (a rebuilt forward)."""
+    with tf.GradientTape() as tape:
+        logits, targets = x_fn(tape)
+        nll = -tf.reduce_sum(tf.gather(tf.nn.log_softmax(logits), y, batch_dims=1))
+    return [g.numpy() for g in tape.gradient(nll, targets)]
+
+
+def _head(h, classes=4):
+    return keras.layers.Dense(classes)(keras.layers.Flatten()(h))
+
+
+@pytest.mark.parametrize("cls,shape,kw", [
+    ("Conv2D", (6, 5, 4), dict(kernel_size=3, padding="same", groups=2)),
+    ("Conv2D", (7, 7, 6), dict(kernel_size=(2, 3), strides=2, padding="valid", groups=3)),
+    ("Conv1D", (9, 4), dict(kernel_size=1, groups=2)),
+])
+def test_grouped_conv_per_group_blocks(cls, shape, kw):
+    """groups > 1: one Kronecker block per group, Ω_g from the group's input channels and
+    Γ_g from its output channels (brute force from one-hot-kernel patches)."""
+    keras.utils.set_random_seed(2)
+    filters = 6
+    inp = keras.Input(shape)
+    conv = getattr(keras.layers, cls)(filters, activation="tanh", bias_initializer="random_normal",
+                                      **kw)
+    model = keras.Model(inp, _head(conv(inp)))
+    rng = np.random.default_rng(1)
+    m = 5
+    x = rng.normal(size=(m,) + shape).astype(np.float32)
+    y = rng.integers(0, 4, size=m)
+    res = fisher_eigenvalues(model, x, y, labels="data")
+    assert res.skipped == []
+    lf = res.layers[0]
+    groups, j = kw["groups"], shape[-1]
+    jg, kg = j // groups, filters // groups
+    ref_pat = _numpy_patches_by_onehot_conv(conv, x)                   # (M, T, |Δ|·J)
+    t = ref_pat.shape[1]
+    delta = ref_pat.shape[2] // j
+    pat = ref_pat.reshape(m * t, delta, j)
+    # the layer's own output from the patches, group by group (validates the reference)
+    kern = conv.kernel.numpy().reshape(delta, jg, filters)
+    direct = np.concatenate([pat[:, :, g * jg:(g + 1) * jg].reshape(m * t, -1)
+                             @ kern[:, :, g * kg:(g + 1) * kg].reshape(-1, kg)
+                             for g in range(groups)], 1) + conv.bias.numpy()
+    dense = model.layers[-1]
+
+    def forward(tape):
+        s = tf.constant(direct.astype(np.float32))
+        tape.watch(s)
+        h = tf.reshape(tf.tanh(s), [m, -1])
+        return tf.matmul(h, dense.kernel) + dense.bias, [s]
+
+    (ds,) = _nll_grads(forward, None, y)
+    assert lf.omega.shape == (groups, delta * jg + 1, delta * jg + 1)
+    assert lf.gamma.shape == (groups, kg, kg)
+    for g in range(groups):
+        rows = np.concatenate([np.ones((m * t, 1)), pat[:, :, g * jg:(g + 1) * jg].reshape(m * t, -1)],
+                              1)
+        np.testing.assert_allclose(lf.omega[g], rows.T @ rows / m, rtol=1e-4, atol=1e-5)
+        dg = ds[:, g * kg:(g + 1) * kg]
+        np.testing.assert_allclose(lf.gamma[g], dg.T @ dg / (m * t), rtol=1e-4, atol=1e-8)
+    assert lf.num_params == conv.kernel.numpy().size + filters == len(lf.log_eigenvalues)
+
+
+@pytest.mark.parametrize("cls,shape,kw", [
+    ("SeparableConv2D", (7, 6, 3), dict(kernel_size=3, strides=2, padding="same",
+                                         depth_multiplier=2)),
+    ("SeparableConv1D", (9, 3), dict(kernel_size=3, padding="valid", dilation_rate=2)),
+])
+def test_separable_conv_two_blocks(cls, shape, kw):
+    """Depthwise part (§6.2.3 shared construction, no bias) and pointwise part (a 1x1 conv on
+    the depthwise output, with the bias) as two blocks; references from a forward rebuilt out
+    of the patches with NumPy weights."""
+    keras.utils.set_random_seed(4)
+    inp = keras.Input(shape)
+    sep = getattr(keras.layers, cls)(5, activation="tanh", bias_initializer="random_normal", **kw)
+    model = keras.Model(inp, _head(sep(inp)))
+    rng = np.random.default_rng(2)
+    m = 4
+    x = rng.normal(size=(m,) + shape).astype(np.float32)
+    y = rng.integers(0, 4, size=m)
+    res = fisher_eigenvalues(model, x, y, labels="data")
+    assert res.skipped == []
+    dw, pw = res.layers[0], res.layers[1]
+    assert (dw.name, pw.name) == (sep.name + "/depthwise", sep.name + "/pointwise")
+    assert (dw.kind, pw.kind) == ("depthwise", "pointwise")
+    assert not dw.has_bias and pw.has_bias
+    # our written-out forward is the layer's forward
+    _, _, _, out = fim_mod._separable_forward(sep, tf.constant(x), lambda t: None)
+    np.testing.assert_allclose(out.numpy(), sep(x).numpy(), rtol=1e-4, atol=1e-5)
+
+    rank = len(shape) - 1
+    pat = extract_patches(tf.constant(x), sep.kernel_size, sep.strides, sep.dilation_rate,
+                          sep.padding).numpy()                            # (M, T, Δ, J)
+    _, t, delta, j = pat.shape
+    mult = kw["depth_multiplier"] if "depth_multiplier" in kw else 1
+    dk = sep.depthwise_kernel.numpy().reshape(delta, j, mult)
+    z = np.einsum("mtdj,djq->mtjq", pat, dk).reshape(m, t, j * mult)
+    pk = sep.pointwise_kernel.numpy().reshape(j * mult, 5)
+    dense = model.layers[-1]
+
+    def forward(tape):
+        zt = tf.constant(z.astype(np.float32))
+        tape.watch(zt)
+        s = tf.einsum("mtc,ck->mtk", zt, pk) + sep.bias
+        tape.watch(s)
+        return tf.matmul(tf.reshape(tf.tanh(s), [m, -1]), dense.kernel) + dense.bias, [zt, s]
+
+    dz, ds = _nll_grads(forward, None, y)
+    rows = pat.transpose(0, 1, 3, 2).reshape(-1, delta)                   # every channel's patch
+    np.testing.assert_allclose(dw.omega, rows.T @ rows / m, rtol=1e-4, atol=1e-5)
+    dzr = dz.reshape(m * t, -1)
+    np.testing.assert_allclose(dw.gamma, dzr.T @ dzr / (m * t), rtol=1e-4, atol=1e-8)
+    zr = np.concatenate([np.ones((m * t, 1)), z.reshape(m * t, -1)], 1)
+    np.testing.assert_allclose(pw.omega, zr.T @ zr / m, rtol=1e-4, atol=1e-5)
+    dsr = ds.reshape(m * t, -1)
+    np.testing.assert_allclose(pw.gamma, dsr.T @ dsr / (m * t), rtol=1e-4, atol=1e-8)
+    assert dw.num_params == sep.depthwise_kernel.numpy().size == len(dw.log_eigenvalues)
+    assert pw.num_params == sep.pointwise_kernel.numpy().size + 5 == len(pw.log_eigenvalues)
+    assert rank in (1, 2)
+
+
+def _onehot_transpose_rows(layer, x, out_spatial):
+    """Independent ⟦A⟧ of a transposed convolution: TF's conv_transpose op applied to one-hot
+    kernels (one output channel per (tap, input channel) coordinate)."""
+    ks = tuple(layer.kernel_size)
+    j = int(x.shape[-1])
+    coords = list(itertools.product(*[range(k) for k in ks], range(j)))
+    kernel = np.zeros(ks + (len(coords), j), np.float32)      # (*k, out, in) as Keras stores it
+    for i, c in enumerate(coords):
+        kernel[c[:-1] + (i, c[-1])] = 1.0
+    out = tf.nn.conv_transpose(tf.constant(x), kernel, [x.shape[0], *out_spatial, len(coords)],
+                               strides=list(layer.strides), padding=layer.padding.upper(),
+                               dilations=list(layer.dilation_rate)).numpy()
+    return out.reshape(x.shape[0], -1, len(coords))
+
+
+@pytest.mark.parametrize("cls,shape,kw", [
+    ("Conv2DTranspose", (4, 3, 2), dict(kernel_size=3, strides=2, padding="same")),
+    ("Conv2DTranspose", (3, 4, 2), dict(kernel_size=(3, 2), strides=(2, 1), padding="valid")),
+    ("Conv2DTranspose", (3, 3, 2), dict(kernel_size=4, strides=2, padding="valid",
+                                         output_padding=1)),
+    ("Conv2DTranspose", (3, 4, 1), dict(kernel_size=3, strides=(3, 2), padding="same",
+                                         output_padding=(1, 0))),
+    ("Conv1DTranspose", (5, 2), dict(kernel_size=3, padding="valid", dilation_rate=2)),
+    ("Conv1DTranspose", (4, 3), dict(kernel_size=4, strides=3, padding="same")),
+])
+def test_conv_transpose_factors_match_onehot_reference(cls, shape, kw):
+    keras.utils.set_random_seed(6)
+    inp = keras.Input(shape)
+    layer = getattr(keras.layers, cls)(3, activation="tanh", bias_initializer="random_normal",
+                                       **kw)
+    h = layer(inp)
+    model = keras.Model(inp, _head(h))
+    rng = np.random.default_rng(3)
+    m = 5
+    x = rng.normal(size=(m,) + shape).astype(np.float32)
+    y = rng.integers(0, 4, size=m)
+    out_spatial = tuple(int(v) for v in h.shape[1:-1])
+    rows = _onehot_transpose_rows(layer, x, out_spatial)               # (M, T, |Δ|·J)
+    t = rows.shape[1]
+    # the expansion reproduces the layer: ⟦A⟧ · W = its pre-activation output
+    j = shape[-1]
+    w = np.moveaxis(layer.kernel.numpy(), -1, -2).reshape(-1, 3)       # (*k, in, out) rows
+    pre = rows.reshape(m * t, -1) @ w + layer.bias.numpy()
+    np.testing.assert_allclose(np.tanh(pre).reshape(m, *out_spatial, 3), layer(x).numpy(),
+                               rtol=1e-4, atol=1e-5)
+    res = fisher_eigenvalues(model, x, y, labels="data")
+    assert res.skipped == [] and res.layers[0].kind == "transpose"
+    lf = res.layers[0]
+    aug = np.concatenate([np.ones((m * t, 1)), rows.reshape(m * t, -1)], 1)
+    np.testing.assert_allclose(lf.omega, aug.T @ aug / m, rtol=1e-4, atol=1e-5)
+    dense = model.layers[-1]
+
+    def forward(tape):
+        s = tf.constant(pre.astype(np.float32))
+        tape.watch(s)
+        return tf.matmul(tf.reshape(tf.tanh(s), [m, -1]), dense.kernel) + dense.bias, [s]
+
+    (ds,) = _nll_grads(forward, None, y)
+    np.testing.assert_allclose(lf.gamma, ds.T @ ds / (m * t), rtol=1e-3, atol=1e-7)
+    assert lf.positions == t
+    assert lf.num_params == layer.kernel.numpy().size + 3 == len(lf.log_eigenvalues)
+    assert lf.omega.shape[0] == 1 + int(np.prod(layer.kernel_size)) * j
+
+
+def test_einsum_dense_one_position_is_exact_fisher():
+    """One input, one position, labels given: K-FAC is exact, so the Kronecker eigenvalues
+    are the eigenvalues of the empirical Fisher built from per-example gradients."""
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((3,))
+    layer = keras.layers.EinsumDense("ab,bcd->acd", output_shape=(2, 2), bias_axes="cd",
+                                     bias_initializer="random_normal")
+    out = keras.layers.Reshape((4,))(layer(inp))
+    model = keras.Model(inp, out)                                   # logits over 4 classes
+    x0 = np.array([[0.3, -0.8, 1.1]], np.float32)
+    y = np.arange(8) % 4
+    x = np.repeat(x0, len(y), 0)
+    res = fisher_eigenvalues(model, x, y, labels="data", output="logits")
+    lf = res.layers[0]
+    assert res.skipped == [] and lf.kind == "einsum" and lf.num_params == 3 * 4 + 4
+    fisher = np.zeros((16, 16))
+    for label in y:
+        with tf.GradientTape() as tape:
+            loss = -tf.nn.log_softmax(model(x0))[0, int(label)]
+        gk, gb = tape.gradient(loss, [layer.kernel, layer.bias])
+        g = np.concatenate([gk.numpy().ravel(), gb.numpy().ravel()])
+        fisher += np.outer(g, g) / len(y)
+    exact = np.sort(np.linalg.eigvalsh(fisher))[::-1]
+    kfac = np.sort(np.exp(lf.log_eigenvalues))[::-1]
+    keep = exact > 1e-6 * exact[0]
+    np.testing.assert_allclose(kfac[keep], exact[keep], rtol=1e-4)
+    assert np.all(kfac[~keep] < 1e-5 * exact[0])
+
+
+def test_multi_head_attention_projections_are_dense_on_positions():
+    """MHA's four EinsumDense projections: rows are (example, position[, head]); references
+    from the attention written out with the layer's weights."""
+    keras.utils.set_random_seed(8)
+    seq, dim, heads, kd = 4, 6, 2, 3
+    inp = keras.Input((seq, dim))
+    mha = keras.layers.MultiHeadAttention(heads, kd, bias_initializer="random_normal")
+    model = keras.Model(inp, _head(mha(inp, inp), 3))
+    rng = np.random.default_rng(5)
+    m = 5
+    x = rng.normal(size=(m, seq, dim)).astype(np.float32)
+    y = rng.integers(0, 3, size=m)
+    res = fisher_eigenvalues(model, x, y, labels="data")
+    assert res.skipped == []
+    proj = [l for l in res.layers if l.kind == "einsum"]
+    assert len(proj) == 4
+    q_l, k_l, v_l, o_l = (mha._query_dense, mha._key_dense, mha._value_dense,
+                          mha._output_dense)
+    by = {l.name: l for l in res.layers}
+    dense = model.layers[-1]
+    xt = tf.constant(x)
+
+    def forward(tape):
+        q = tf.einsum("abc,cde->abde", xt, q_l.kernel) + q_l.bias
+        k = tf.einsum("abc,cde->abde", xt, k_l.kernel) + k_l.bias
+        v = tf.einsum("abc,cde->abde", xt, v_l.kernel) + v_l.bias
+        for t in (q, k, v):
+            tape.watch(t)
+        w = tf.nn.softmax(tf.einsum("aecd,abcd->acbe", k, q) / np.sqrt(kd), axis=-1)
+        att = tf.einsum("acbe,aecd->abcd", w, v)
+        o = tf.einsum("abcd,cde->abe", att, o_l.kernel) + o_l.bias
+        tape.watch(o)
+        forward.att = att.numpy()
+        forward.out = o.numpy()
+        return tf.matmul(tf.reshape(o, [m, -1]), dense.kernel) + dense.bias, [q, k, v, o]
+
+    grads = _nll_grads(forward, None, y)
+    np.testing.assert_allclose(forward.out, mha(x, x).numpy(), rtol=1e-4, atol=1e-5)
+    rows_x = np.concatenate([np.ones((m * seq, 1)), x.reshape(m * seq, dim)], 1)
+    rows_att = np.concatenate([np.ones((m * seq, 1)), forward.att.reshape(m * seq, -1)], 1)
+    for layer, rows, g in zip((q_l, k_l, v_l, o_l), (rows_x, rows_x, rows_x, rows_att), grads):
+        lf = by[layer.name]
+        np.testing.assert_allclose(lf.omega, rows.T @ rows / m, rtol=1e-4, atol=1e-5)
+        gr = g.reshape(m * seq, -1)
+        np.testing.assert_allclose(lf.gamma, gr.T @ gr / (m * seq), rtol=1e-3, atol=1e-8)
+        assert lf.positions == seq
+        n = layer.kernel.numpy().size + layer.bias.numpy().size
+        assert lf.num_params == n == len(lf.log_eigenvalues)
+
+
+def test_layers_without_a_kfac_block_are_reported_skipped():
+    inp = keras.Input((5,), dtype="int32")
+    h = keras.layers.Embedding(7, 3)(inp)
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(
+        keras.layers.Flatten()(h)))
+    res = fisher_eigenvalues(model, np.arange(10).reshape(2, 5) % 7)
+    assert [cls for _, cls in res.skipped] == ["Embedding"]
+    assert [l.kind for l in res.layers] == ["dense"]
+
+
+def test_traced_and_eager_factors_agree():
+    """graph=True runs each convolution's Ω as a tf.function: same numbers as eager."""
+    keras.utils.set_random_seed(9)
+    inp = keras.Input((6, 6, 3))
+    h = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inp)
+    h = keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same", activation="relu")(h)
+    h = keras.layers.Conv2D(4, 3, padding="same", groups=2, activation="relu")(h)
+    model = keras.Model(inp, _head(h))
+    x = np.random.default_rng(4).normal(size=(5, 6, 6, 3)).astype(np.float32)
+    eager = fisher_eigenvalues(model, x, seed=2, graph=False)
+    traced = fisher_eigenvalues(model, x, seed=2, graph=True)
+    auto = [fisher_eigenvalues(model, x, seed=2).layers for _ in range(3)][-1]  # traced by now
+    for a, b, c in zip(eager.layers, traced.layers, auto):
+        np.testing.assert_allclose(a.omega, b.omega, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.omega, c.omega, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.gamma, b.gamma, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError):
+        fisher_eigenvalues(model, x, graph="yes")
+
+
+def test_einsum_dense_ellipsis_rows_and_non_dense_equation_skipped():
+    keras.utils.set_random_seed(10)
+    inp = keras.Input((5, 3))
+    ein = keras.layers.EinsumDense("...b,bc->...c", output_shape=4, bias_axes="c",
+                                   activation="tanh")
+    h = ein(inp)
+    # "ab,bc->abc": the kernel's b is both contracted and kept -- no Kronecker block
+    odd = keras.layers.EinsumDense("ab,bc->abc", output_shape=(20, 2))
+    h2 = keras.layers.Flatten()(odd(keras.layers.Flatten()(h)))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(h2))
+    x = np.random.default_rng(6).normal(size=(6, 5, 3)).astype(np.float32)
+    res = fisher_eigenvalues(model, x)
+    assert res.skipped == [(odd.name, "EinsumDense")]
+    lf = res.layers[0]
+    assert lf.name == ein.name and lf.kind == "einsum" and lf.positions == 5
+    rows = np.concatenate([np.ones((30, 1)), x.reshape(30, 3)], 1)
+    np.testing.assert_allclose(lf.omega, rows.T @ rows / 6, rtol=1e-4, atol=1e-6)
+    assert lf.num_params == 3 * 4 + 4 == len(lf.log_eigenvalues)

@@ -13,13 +13,39 @@ For every weighted layer ``l`` the Fisher block is approximated by K-FAC (eq. 6.
   examples, the patches of one example (its ``|T|`` rows) are summed -- and
   ``Γ = (1/|T|) E[DS^T DS]``. ``⟦A⟧`` extracts, for each output location, the input patch the
   layer's kernel sees (its padding ``same``/``valid``/``causal``, strides and dilation), flattened
-  in the order of the kernel's ``(*kernel_size, in_channels)`` axes.
+  in the order of the kernel's ``(*kernel_size, in_channels)`` axes. ``⟦A⟧`` itself is never
+  built: Ω's ``(δ, δ')`` block is a window sum of products ``Σ_m x_r[m, q] x_{r'}[m, q+lag]ᵀ``
+  shared by all tap pairs with the same phase/lag (see :func:`_conv_omega_sums`; 13 batched
+  products instead of the 81 blocks of a 3x3 kernel's patch Gram matrix, no ``M·T × |Δ|J``
+  copy). **Grouped** convolutions (``groups = G > 1``) get one Kronecker block per group:
+  ``Ω_g`` from the group's ``J/G`` input channels, ``Γ_g`` of its ``K/G`` outputs (stacked
+  ``(G, ·, ·)`` like ``depthwise="per_channel"``).
+* **Conv1D/2D/3DTranspose**: ``y[o] = Σ_{i,δ: o = i·s + δ·d - pad} x[i] W[δ]`` is a stride-1
+  correlation of the input upsampled with ``s - 1`` zeros between neighbours, padded by
+  ``((k-1)d - pad, ...)``, with the spatially flipped kernel. So ``⟦A⟧``'s row for output
+  location ``o`` is that input's patch at ``o``, taps in reversed order -- the gradient w.r.t.
+  the kernel is the correlation of these patches with the output gradient -- and
+  ``Γ = (1/|T|) E[DS^T DS]`` over the output locations, as for a convolution.
+* **SeparableConv1D/2D**: two blocks, ``<name>/depthwise`` (the depthwise kernel, no bias;
+  ``⟦A⟧`` and Ω as for DepthwiseConv, Γ from the gradient w.r.t. the depthwise output ``z``)
+  and ``<name>/pointwise`` (a 1x1 convolution of ``z`` with the bias). The layer's forward is
+  written out (``tf.nn.depthwise_conv2d`` then the pointwise product) so that ``z`` can be
+  watched.
+* **EinsumDense** (and so MultiHeadAttention's query/key/value/output projections): when the
+  equation is Dense-like -- every kernel axis either contracted with the input (Ω's axes) or
+  carried to the output (Γ's axes), every other input axis reaching the output unchanged (the
+  rows: batch, positions, heads of the output projection's input), a bias over exactly the
+  kernel's output axes -- it is a Dense on those rows, positions as for Dense on sequences.
 * **DepthwiseConv1D/2D** (§6.2.3): ``⟦A⟧`` is an ``M|T|J × |Δ|`` matrix (every channel's patch is
   a row) and otherwise the factors are as for convolutions: ``Ω`` is ``(|Δ|+1)²`` and ``Γ`` is
   ``(J·multiplier)²`` (``depthwise="shared"``, the section's construction). With
   ``depthwise="per_channel"`` each channel gets its own Kronecker block ``Ω_c ⊗ Γ_c``
   (``Ω_c`` from that channel's patches, ``Γ_c`` of its ``multiplier`` outputs); both give
   exactly ``|θ_l|`` eigenvalues.
+
+Layers with weights but no block here (Embedding, recurrent layers, other EinsumDense
+equations, custom layers with their own weights) are listed in ``skipped``; normalization
+layers are left out silently (§6.2.3).
 
 The loss is the negative log-likelihood of the categorical distribution the model outputs
 (softmax probabilities or logits, detected), summed over examples so each example contributes
@@ -44,8 +70,11 @@ loss is non-finite -- the filter of §6.3.1.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import itertools
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -64,12 +93,13 @@ HIST_RANGE = (-100.0, 100.0)
 class LayerFisher:
     """K-FAC factors and eigenvalue features of one weighted layer.
 
-    ``omega``/``gamma`` are the factor matrices (for ``depthwise="per_channel"`` a stack, one
-    per channel); ``log_eigenvalues`` holds the ``num_params`` log Kronecker eigenvalues.
+    ``omega``/``gamma`` are the factor matrices (for ``depthwise="per_channel"`` and grouped
+    convolutions a stack, one per channel / group); ``log_eigenvalues`` holds the ``num_params`` log Kronecker eigenvalues.
     """
 
     name: str
-    kind: str                 # "dense" | "conv" | "depthwise"
+    kind: str                 # "dense" | "conv" | "depthwise" | "transpose" | "einsum" |
+    #                           "pointwise" (a separable layer's second block)
     omega: np.ndarray
     gamma: np.ndarray
     log_eig_omega: np.ndarray
@@ -129,31 +159,38 @@ def _classes(*names):
     return tuple(found)
 
 
-_UNSUPPORTED = _classes("SeparableConv1D", "SeparableConv2D", "Conv1DTranspose",
-                        "Conv2DTranspose", "Conv3DTranspose")
+_TRANSPOSE = _classes("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+_SEPARABLE = _classes("SeparableConv1D", "SeparableConv2D")
 _DEPTHWISE = _classes("DepthwiseConv1D", "DepthwiseConv2D")
 _CONV = _classes("Conv1D", "Conv2D", "Conv3D")
 _DENSE = _classes("Dense")
+_EINSUM = _classes("EinsumDense")
 # §6.2.3: normalization layers are not part of the FIM (not reported as skipped either)
 _EXCLUDED = _classes("BatchNormalization", "LayerNormalization", "GroupNormalization",
                      "UnitNormalization")
+_COVERED = ("dense", "conv", "depthwise", "separable", "transpose", "einsum")
 
 
 def _layer_kind(layer):
-    """'dense' | 'conv' | 'depthwise' | 'unsupported' | None (no trainable weights of interest).
+    """'dense' | 'conv' | 'depthwise' | 'separable' | 'transpose' | 'einsum' | 'unsupported' |
+    None (no trainable weights of interest).
 
     Order matters: in tf_keras DepthwiseConv2D, SeparableConv and ConvTranspose subclass Conv.
     """
-    if isinstance(layer, _UNSUPPORTED):
-        return "unsupported"
+    if isinstance(layer, _TRANSPOSE):
+        if getattr(layer, "groups", 1) not in (1, None):
+            return "unsupported"
+        return "transpose"
+    if isinstance(layer, _SEPARABLE):
+        return "separable"
     if isinstance(layer, _DEPTHWISE):
         return "depthwise"
     if isinstance(layer, _CONV):
-        if getattr(layer, "groups", 1) not in (1, None):
-            return "unsupported"
         return "conv"
     if isinstance(layer, _DENSE):
         return "dense"
+    if isinstance(layer, _EINSUM):
+        return "einsum" if _einsum_plan(layer) is not None else "unsupported"
     if isinstance(layer, keras.Model) or isinstance(layer, _EXCLUDED):
         return None
     if layer.trainable_weights and not list(_sublayers(layer)):
@@ -181,13 +218,8 @@ def _all_layers(model):
     return order
 
 
-def _kernel(layer, kind):
-    return layer.depthwise_kernel if kind == "depthwise" and hasattr(layer, "depthwise_kernel") \
-        else layer.kernel
-
-
 def _has_bias(layer):
-    return bool(getattr(layer, "use_bias", False)) and getattr(layer, "bias", None) is not None
+    return bool(getattr(layer, "use_bias", True)) and getattr(layer, "bias", None) is not None
 
 
 # ----------------------------------------------------------------------------- patches
@@ -199,19 +231,9 @@ def _tuple(value, rank):
     return value * rank if len(value) == 1 else value
 
 
-def extract_patches(x, kernel_size, strides=1, dilation_rate=1, padding="valid"):
-    """The expansion ``⟦A⟧`` of §6.2.3 for channels-last ``x`` of shape ``(M, *spatial, J)``.
-
-    Returns ``(M, T, |Δ|, J)``: for each of the ``T`` output locations (row-major), the input
-    values the kernel multiplies, offset ``δ`` in row-major kernel order. Works for any spatial
-    rank, TF's ``same``/``valid`` padding, Keras' ``causal`` (1-D) padding, any stride and
-    dilation: one strided slice per kernel offset (no im2col matmul).
-    """
-    x = tf.convert_to_tensor(x)
-    rank = len(x.shape) - 2
-    ks, st, dl = _tuple(kernel_size, rank), _tuple(strides, rank), _tuple(dilation_rate, rank)
-    padding = padding.lower()
-    spatial = [int(d) for d in x.shape[1:-1]]
+def _geometry(spatial, ks, st, dl, padding):
+    """``(pads, outs)``: per spatial axis, the (before, after) zero padding and the number of
+    output locations of a convolution with TF's ``same``/``valid`` or Keras' ``causal``."""
     pads, outs = [], []
     for n, k, s, d in zip(spatial, ks, st, dl):
         span = (k - 1) * d + 1
@@ -228,8 +250,34 @@ def extract_patches(x, kernel_size, strides=1, dilation_rate=1, padding="valid")
         else:
             raise ValueError(f"unknown padding {padding!r}")
         outs.append(out)
-    if any(p != (0, 0) for p in pads):
-        x = tf.pad(x, [(0, 0)] + pads + [(0, 0)])
+    return pads, outs
+
+
+def _pad(x, pads):
+    """Zero-pad (or, for negative amounts, crop) the spatial axes of channels-last ``x``."""
+    if all(p == (0, 0) for p in pads):
+        return x
+    if any(b < 0 or a < 0 for b, a in pads):
+        sizes = [int(v) for v in x.shape[1:-1]]
+        x = x[(slice(None),) + tuple(slice(max(-b, 0), n - max(-a, 0))
+                                     for (b, a), n in zip(pads, sizes)) + (slice(None),)]
+        pads = [(max(b, 0), max(a, 0)) for b, a in pads]
+    return tf.pad(x, [(0, 0)] + list(pads) + [(0, 0)])
+
+
+def extract_patches(x, kernel_size, strides=1, dilation_rate=1, padding="valid"):
+    """The expansion ``⟦A⟧`` of §6.2.3 for channels-last ``x`` of shape ``(M, *spatial, J)``.
+
+    Returns ``(M, T, |Δ|, J)``: for each of the ``T`` output locations (row-major), the input
+    values the kernel multiplies, offset ``δ`` in row-major kernel order. Works for any spatial
+    rank, TF's ``same``/``valid`` padding, Keras' ``causal`` (1-D) padding, any stride and
+    dilation: one strided slice per kernel offset (no im2col matmul).
+    """
+    x = tf.convert_to_tensor(x)
+    rank = len(x.shape) - 2
+    ks, st, dl = _tuple(kernel_size, rank), _tuple(strides, rank), _tuple(dilation_rate, rank)
+    pads, outs = _geometry([int(d) for d in x.shape[1:-1]], ks, st, dl, padding.lower())
+    x = _pad(x, pads)
     slices = []
     for offset in itertools.product(*[range(k) for k in ks]):
         begin = [0] + [o * d for o, d in zip(offset, dl)] + [0]
@@ -242,60 +290,219 @@ def extract_patches(x, kernel_size, strides=1, dilation_rate=1, padding="valid")
     return tf.reshape(stacked, [m, int(np.prod(outs)), len(slices), int(x.shape[-1])])
 
 
-# ----------------------------------------------------------------------------- hooks
+def _conv_omega_sums(xp, ks, st, dl, outs, bias, groups=1, flip=False):
+    """``Σ_examples Σ_locations ā āᵀ`` of a convolution without materializing ``⟦A⟧``.
 
-class _Record:
-    def __init__(self, layer, kind):
-        self.layer, self.kind = layer, kind
-        self.inputs, self.outputs = [], []
+    ``xp`` is the already padded channels-last input ``(M, *P, J)``; the result is
+    ``(groups, D, D)`` with ``D = (1 +) |Δ|·J/groups``, rows in the kernel's
+    ``(*kernel_size, in_channels)`` order (the homogeneous coordinate first). ``flip`` reverses
+    the tap order (a transposed convolution's kernel is the flipped correlation kernel).
+
+    Ω's ``(δ, δ')`` block is ``Σ_m Σ_p x[m, p·s + δ·d] x[m, p·s + δ'·d]ᵀ``. Write each tap's
+    offset ``δ·d = s·c + r`` (phase ``r``, shift ``c``); on the phase grid ``x_r = x[r::s]`` the
+    block is ``Σ_{q ∈ c + [0, n)} F[q]`` with ``F[q] = Σ_m x_r[m, q] x_{r'}[m, q + c' - c]ᵀ``.
+    Every pair of taps with the same ``(r, r', c' - c)`` shares ``F`` (for stride 1, the 9x9
+    tap pairs of a 3x3 kernel need 13 such products, not 81 blocks of the patch Gram matrix);
+    ``F`` is one batched matmul over positions contracting the examples, and each block is a
+    window sum of it. Only blocks with ``δ ≤ δ'`` are formed (Ω is symmetric).
+    """
+    rank = len(ks)
+    m, chans = int(xp.shape[0]), int(xp.shape[-1])
+    jg = chans // groups
+    taps = list(itertools.product(*[range(k) for k in ks]))
+    phase = [tuple((t * d) % s for t, d, s in zip(tap, dl, st)) for tap in taps]
+    shift = [tuple((t * d) // s for t, d, s in zip(tap, dl, st)) for tap in taps]
+    grids = {}
+
+    def grid(r):                                   # (*L_r, G, J/G, M): positions first
+        if r not in grids:
+            sl = xp[(slice(None),) + tuple(slice(ri, None, si) for ri, si in zip(r, st))
+                    + (slice(None),)]
+            lens = [int(v) for v in sl.shape[1:-1]]
+            t = tf.transpose(sl, list(range(1, rank + 1)) + [rank + 1, 0])
+            grids[r] = tf.reshape(t, lens + [groups, jg, m])
+        return grids[r]
+
+    def window_sum(field, starts):
+        """Sum of ``field`` over the box ``starts + [0, outs)`` of its leading axes."""
+        for st0, n in zip(starts, outs):
+            field = tf.reduce_sum(field[st0:st0 + n], axis=0)
+        return field
+
+    pairs = {}
+    for i in range(len(taps)):
+        for j in range(i, len(taps)):
+            lag = tuple(b - a for a, b in zip(shift[i], shift[j]))
+            pairs.setdefault((phase[i], phase[j], lag), []).append((i, j))
+    blocks = {}
+    for (ri, rj, lag), members in pairs.items():
+        gi, gj = grid(ri), grid(rj)
+        li, lj = gi.shape[:rank], gj.shape[:rank]
+        lo = [max(0, -g) for g in lag]
+        hi = [min(int(a), int(b) - g) for a, b, g in zip(li, lj, lag)]
+        field = tf.matmul(gi[tuple(slice(l, h) for l, h in zip(lo, hi))],
+                          gj[tuple(slice(l + g, h + g) for l, h, g in zip(lo, hi, lag))],
+                          transpose_b=True)                      # (*V, G, J/G, J/G)
+        cache = {}
+        for i, j in members:
+            starts = tuple(c - l for c, l in zip(shift[i], lo))
+            # shared prefixes of the box sums are summed once
+            for depth in range(1, rank + 1):
+                key = starts[:depth]
+                if key not in cache:
+                    prev = field if depth == 1 else cache[starts[:depth - 1]]
+                    st0, n = starts[depth - 1], outs[depth - 1]
+                    if st0 < 0 or st0 + n > int(prev.shape[0]):
+                        raise RuntimeError("convolution window outside the input grid")
+                    cache[key] = tf.reduce_sum(prev[st0:st0 + n], axis=0)
+            blocks[(i, j)] = cache[starts]
+        del field, cache
+    order = list(range(len(taps)))
+    if flip:
+        order.reverse()
+
+    def block(a, b):
+        return blocks[(a, b)] if a <= b else tf.linalg.matrix_transpose(blocks[(b, a)])
+
+    omega = tf.concat([tf.concat([block(a, b) for b in order], -1) for a in order], -2)
+    if bias:
+        # batch sums by a 2-D matmul (more accurate than reduce_sum; TF's matmul that
+        # broadcasts a rank-2 operand against a batch gave wrong sums on oneDNN CPUs)
+        ones = tf.ones([m, 1], xp.dtype)
+        sums = {}
+        for r in set(phase):
+            g = grid(r)
+            sums[r] = tf.reshape(tf.matmul(tf.reshape(g, [-1, m]), ones), g.shape[:-1])
+        vec = tf.concat([window_sum(sums[phase[a]], shift[a]) for a in order], -1)  # (G, D)
+        count = tf.fill([groups, 1, 1], tf.cast(m * int(np.prod(outs)), omega.dtype))
+        top = tf.concat([count, vec[:, None, :]], -1)
+        omega = tf.concat([top, tf.concat([vec[:, :, None], omega], -1)], -2)
+    return omega
 
 
-class _Hooks:
-    """Temporarily wrap ``call`` (to see inputs) and ``activation`` (to see pre-activations)."""
+#: traced :func:`_conv_omega_sums` per (input shape, geometry), and how often each was seen
+_GRAPHS: dict = {}
+_SEEN: dict = {}
+_GRAPH_CACHE_SIZE = 64
 
-    def __init__(self, records):
-        self.records = records
-        self.tape = None
 
-    def __enter__(self):
-        for rec in self.records:
-            layer = rec.layer
-            orig_call = layer.call
-            orig_act = layer.__dict__.get("activation", None)
-            rec.saved = ("call" in layer.__dict__, layer.__dict__.get("call"), orig_act,
-                         "activation" in layer.__dict__)
+def _omega_sums(xp, ks, st, dl, outs, bias, groups=1, flip=False, graph="auto"):
+    """:func:`_conv_omega_sums`, run eagerly or as a traced ``tf.function``.
 
-            def call(inputs, *args, _rec=rec, _orig=orig_call, **kwargs):
-                _rec.inputs.append(inputs)
-                _rec.pending = True
-                out = _orig(inputs, *args, **kwargs)
-                if _rec.pending:                    # activation None: output is pre-activation
-                    _rec.pending = False
-                    self.tape.watch(out)
-                    _rec.outputs.append(out)
-                return out
+    A layer's Ω is some 150 small ops; eagerly, their dispatch dominates for narrow layers
+    (ResNet's 16-channel stage: 2-6x the op time on a CPU). A trace costs 0.5-5 s, so with
+    ``graph="auto"`` a geometry (input shape, kernel, strides, dilation, padding, bias,
+    groups) is traced only once it comes up for the third time -- in a deep network's repeated
+    blocks, or over the many candidates of a search, which all build the same network -- and
+    one-off shapes stay eager. The traced function runs the same ops: results are identical
+    up to floating-point summation order.
+    """
+    if graph is False or graph is None:
+        return _conv_omega_sums(xp, ks, st, dl, outs, bias, groups, flip)
+    key = (tuple(int(v) for v in xp.shape), xp.dtype.name, tuple(ks), tuple(st), tuple(dl),
+           tuple(outs), bool(bias), int(groups), bool(flip))
+    fn = _GRAPHS.get(key)
+    if fn is None:
+        _SEEN[key] = _SEEN.get(key, 0) + 1
+        if graph == "auto" and _SEEN[key] < 3:
+            return _conv_omega_sums(xp, ks, st, dl, outs, bias, groups, flip)
+        if len(_GRAPHS) >= _GRAPH_CACHE_SIZE:
+            _GRAPHS.pop(next(iter(_GRAPHS)))
+        fn = tf.function(functools.partial(_conv_omega_sums, ks=tuple(ks), st=tuple(st),
+                                           dl=tuple(dl), outs=tuple(outs), bias=bool(bias),
+                                           groups=int(groups), flip=bool(flip)),
+                         autograph=False)
+        _GRAPHS[key] = fn
+    return fn(xp)
 
-            def act(s, _rec=rec, _orig=orig_act):
-                self.tape.watch(s)
-                _rec.outputs.append(s)
-                _rec.pending = False
-                return _orig(s) if _orig is not None else s
 
-            layer.__dict__["call"] = call
-            if orig_act is not None:
-                layer.__dict__["activation"] = act
-        return self
+def _zero_upsample(x, strides):
+    """Insert ``s - 1`` zeros between neighbours along each spatial axis of channels-last ``x``."""
+    for axis, s in enumerate(strides, start=1):
+        if s == 1:
+            continue
+        n = int(x.shape[axis])
+        zeros = tf.zeros_like(x)
+        inter = tf.stack([x] + [zeros] * (s - 1), axis=axis + 1)
+        shape = [int(v) if v is not None else -1 for v in x.shape]
+        shape[0] = -1
+        shape[axis] = n * s
+        x = tf.reshape(inter, shape)
+        x = x[(slice(None),) * axis + (slice(0, (n - 1) * s + 1),)]
+    return x
 
-    def __exit__(self, *exc):
-        for rec in self.records:
-            had_call, old_call, old_act, had_act = rec.saved
-            if had_call:
-                rec.layer.__dict__["call"] = old_call
-            else:
-                rec.layer.__dict__.pop("call", None)
-            if had_act:
-                rec.layer.__dict__["activation"] = old_act
-        return False
+
+def _transpose_geometry(n_in, n_out, ks, st, dl, padding):
+    """Padding of the zero-upsampled input that turns a transposed convolution into a
+    stride-1 correlation with the flipped kernel (see :func:`_layer_sums`)."""
+    pads = []
+    for n, o, k, s, d in zip(n_in, n_out, ks, st, dl):
+        span = (k - 1) * d + 1
+        if padding == "same":
+            before = max((n - 1) * s + span - o, 0) // 2
+        elif padding == "valid":
+            before = 0
+        else:
+            raise ValueError(f"unknown padding {padding!r} for a transposed convolution")
+        left = span - 1 - before
+        right = o + span - 1 - left - ((n - 1) * s + 1)
+        pads.append((left, right))
+    return pads
+
+
+# ----------------------------------------------------------------------------- EinsumDense
+
+def _einsum_plan(layer, in_rank=None):
+    """How an ``EinsumDense`` is a Dense on rows, or None when it is not one.
+
+    Dense-like: every kernel axis is either contracted with the input (an Ω axis) or carried
+    to the output (a Γ axis); the input's other axes (batch, positions, heads of an input...)
+    all reach the output unchanged: they index the rows. A bias must span exactly the kernel's
+    output axes (then ``ā = (1, a)`` as for Dense).
+    """
+    eq = layer.equation.replace(" ", "")
+    if "->" not in eq or eq.count(",") != 1:
+        return None
+    lhs, out = eq.split("->")
+    inp, ker = lhs.split(",")
+    if "..." in ker:
+        return None
+    spare = [c for c in "ZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in eq]
+    if "..." in inp or "..." in out:
+        if "..." not in inp or "..." not in out:
+            return None
+        count = 1 if in_rank is None else in_rank - (len(inp) - 3)
+        if count < 0 or count > len(spare):
+            return None
+        fill = "".join(spare[:count])
+        inp, out = inp.replace("...", fill), out.replace("...", fill)
+    for spec in (inp, ker, out):
+        if len(set(spec)) != len(spec):
+            return None
+    contracted = [c for c in ker if c in inp and c not in out]
+    produced = [c for c in ker if c in out and c not in inp]
+    if len(contracted) + len(produced) != len(ker):
+        return None
+    rows = [c for c in out if c not in ker]
+    if sorted(rows) != sorted(c for c in inp if c not in ker) or not rows or inp[0] not in rows:
+        return None
+    if getattr(layer, "bias", None) is not None:
+        axes = getattr(layer, "bias_axes", None) or ""
+        if sorted(axes) != sorted(produced):
+            return None
+    return dict(inp=inp, out=out, rows=rows, contracted=contracted, produced=produced)
+
+
+def _einsum_rows(layer, a, ds):
+    plan = _einsum_plan(layer, len(a.shape))
+    if plan is None:
+        raise RuntimeError(f"{layer.name}: equation {layer.equation!r} is not Dense-like")
+    inp, out = plan["inp"], plan["out"]
+    a = tf.transpose(a, [inp.index(c) for c in plan["rows"] + plan["contracted"]])
+    ds = tf.transpose(ds, [out.index(c) for c in plan["rows"] + plan["produced"]])
+    c = int(np.prod([int(a.shape[-1 - i]) for i in range(len(plan["contracted"]))]))
+    o = int(np.prod([int(ds.shape[-1 - i]) for i in range(len(plan["produced"]))]))
+    return tf.reshape(a, [-1, c]), tf.reshape(ds, [-1, o])
 
 
 # ----------------------------------------------------------------------------- loss
@@ -342,6 +549,24 @@ def _augment(rows, bias):
     return tf.concat([ones, rows], axis=-1)
 
 
+def _gram(rows, bias):
+    """``Σ_rows ā āᵀ`` (``ā = (1, a)`` with a bias): one matmul of the augmented rows, so the
+    homogeneous row/column are accumulated exactly as the rest (TF's ``reduce_sum`` of
+    thousands of float32 rows is less accurate than its matmul, which makes a rank-deficient
+    Ω look full-rank)."""
+    rows = _augment(rows, bias)
+    return tf.matmul(rows, rows, transpose_a=True)
+
+
+def _grouped_gram(rows, groups):
+    """``(G, K/G, K/G)``: the Gram matrix of each contiguous group of columns."""
+    if groups == 1:
+        return tf.matmul(rows, rows, transpose_a=True)[None]
+    k = int(rows.shape[-1])
+    r = tf.transpose(tf.reshape(rows, [-1, groups, k // groups]), [1, 0, 2])
+    return tf.matmul(r, r, transpose_a=True)
+
+
 class _Accumulator:
     def __init__(self):
         self.omega = None
@@ -356,58 +581,250 @@ class _Accumulator:
         self.positions = positions
 
 
-def _layer_sums(rec, grads, depthwise):
-    """Sums over examples and positions of ā āᵀ and Ds Dsᵀ for one layer, this chunk."""
+def _blocks(layer, kind):
+    """``[(suffix, block kind, number of weights)]``: the Kronecker blocks of one layer."""
+    bias = _has_bias(layer)
+    n_bias = int(np.prod(layer.bias.shape)) if bias else 0
+    if kind == "separable":
+        return [("/depthwise", "depthwise", int(np.prod(layer.depthwise_kernel.shape))),
+                ("/pointwise", "pointwise", int(np.prod(layer.pointwise_kernel.shape)) + n_bias)]
+    kernel = layer.depthwise_kernel if kind == "depthwise" and hasattr(layer, "depthwise_kernel") \
+        else layer.kernel
+    return [("", kind, int(np.prod(kernel.shape)) + n_bias)]
+
+
+def _conv_sums(layer, a, ds, bias, timer, graph):
+    """Ω and Γ sums of a (possibly grouped) convolution; channels-last ``a``, ``ds``."""
+    rank = len(a.shape) - 2
+    ks = _tuple(layer.kernel_size, rank)
+    st, dl = _tuple(layer.strides, rank), _tuple(layer.dilation_rate, rank)
+    groups = int(getattr(layer, "groups", 1) or 1)
+    pads, outs = _geometry([int(v) for v in a.shape[1:-1]], ks, st, dl, layer.padding.lower())
+    if list(outs) != [int(v) for v in ds.shape[1:-1]]:
+        raise RuntimeError(f"{layer.name}: output grid {tuple(outs)} does not match "
+                           f"{tuple(ds.shape[1:-1])}")
+    with timer("patches"):
+        xp = _pad(a, pads)
+        if int(np.prod(ks)) == 1:                       # 1x1: the (strided) input is ⟦A⟧
+            xp = xp[(slice(None),) + tuple(slice(0, (n - 1) * s + 1, s)
+                                           for n, s in zip(outs, st)) + (slice(None),)]
+    with timer("factors"):
+        if int(np.prod(ks)) == 1:
+            rows = tf.reshape(xp, [-1, int(xp.shape[-1])])
+            if groups == 1:
+                o = _gram(rows, bias)[None]
+            else:
+                o = tf.stack([_gram(r, bias) for r in tf.split(rows, groups, axis=-1)])
+        else:
+            o = _omega_sums(xp, ks, st, dl, outs, bias, groups, graph=graph)
+        g = _grouped_gram(tf.reshape(ds, [-1, int(ds.shape[-1])]), groups)
+    if groups == 1:
+        o, g = o[0], g[0]
+    return o, g, int(np.prod(outs))
+
+
+def _transpose_sums(layer, a, ds, bias, timer, graph):
+    """A transposed convolution ``y[o] = Σ_{i,δ: o = i·s + δ·d - pad} x[i] W[δ]`` is, on the
+    input upsampled with ``s - 1`` zeros between neighbours and padded by
+    ``(span - 1 - pad, ...)``, a stride-1 correlation with the spatially flipped kernel: its
+    ⟦A⟧ rows are that input's patches, taps in reversed order (the gradient w.r.t. the kernel
+    correlates these patches with the output gradient)."""
+    rank = len(a.shape) - 2
+    ks = _tuple(layer.kernel_size, rank)
+    st, dl = _tuple(layer.strides, rank), _tuple(layer.dilation_rate, rank)
+    n_in = [int(v) for v in a.shape[1:-1]]
+    outs = [int(v) for v in ds.shape[1:-1]]
+    with timer("patches"):
+        pads = _transpose_geometry(n_in, outs, ks, st, dl, layer.padding.lower())
+        xp = _pad(_zero_upsample(a, st), pads)
+    with timer("factors"):
+        ones = (1,) * rank
+        o = _omega_sums(xp, ks, ones, dl, outs, bias, 1, flip=True, graph=graph)[0]
+        g = tf.matmul(tf.reshape(ds, [-1, int(ds.shape[-1])]),
+                      tf.reshape(ds, [-1, int(ds.shape[-1])]), transpose_a=True)
+    return o, g, int(np.prod(outs))
+
+
+def _depthwise_sums(layer, a, ds, bias, depthwise, timer):
+    rank = len(a.shape) - 2
+    with timer("patches"):
+        patches = extract_patches(a, _tuple(layer.kernel_size, rank),
+                                  _tuple(layer.strides, rank),
+                                  _tuple(layer.dilation_rate, rank), layer.padding)
+    t = int(patches.shape[1])
+    if int(np.prod(ds.shape[1:-1])) != t:
+        raise RuntimeError(f"{layer.name}: patch grid {t} does not match the output "
+                           f"grid {tuple(ds.shape[1:-1])}")
+    with timer("factors"):
+        chans = int(patches.shape[3])
+        mult = int(ds.shape[-1]) // chans
+        per = tf.transpose(patches, [0, 1, 3, 2])                     # (M, T, J, Δ)
+        if depthwise == "shared":
+            o = _gram(tf.reshape(per, [-1, int(per.shape[-1])]), bias)
+            rows_g = tf.reshape(ds, [-1, int(ds.shape[-1])])
+            g = tf.matmul(rows_g, rows_g, transpose_a=True)
+        else:
+            per = _augment(per, bias)
+            o = tf.einsum("mtjd,mtje->jde", per, per)
+            dsr = tf.reshape(ds, [-1, chans, mult])
+            g = tf.einsum("njp,njq->jpq", dsr, dsr)
+    return o, g, t
+
+
+def _dense_sums(rows_a, rows_g, m, bias, timer):
+    with timer("factors"):
+        o = _gram(rows_a, bias)
+        g = tf.matmul(rows_g, rows_g, transpose_a=True)
+    return o, g, int(rows_a.shape[0]) // m
+
+
+def _layer_sums(rec, grads, mids, depthwise, timer, graph="auto"):
+    """Per block: sums over examples and positions of ā āᵀ and Ds Dsᵀ, this chunk."""
     layer, kind = rec.layer, rec.kind
     bias = _has_bias(layer)
-    omega_sum = gamma_sum = None
-    positions = 0
+    totals = None
     examples = None
-    for a, s, ds in zip(rec.inputs, rec.outputs, grads):
+    for n, (a, ds) in enumerate(zip(rec.inputs, grads)):
+        s = rec.outputs[n]
         a = tf.cast(tf.convert_to_tensor(a), tf.float32)
         ds = tf.zeros_like(s, tf.float32) if ds is None else tf.cast(ds, tf.float32)
         m = int(a.shape[0]) if a.shape[0] is not None else int(tf.shape(a)[0])
         examples = m
         if kind == "dense":
-            rows_a = tf.reshape(a, [-1, int(a.shape[-1])])
-            rows_g = tf.reshape(ds, [-1, int(ds.shape[-1])])
-            t = int(rows_a.shape[0]) // m
-            rows_a = _augment(rows_a, bias)
-            o = tf.matmul(rows_a, rows_a, transpose_a=True)
-            g = tf.matmul(rows_g, rows_g, transpose_a=True)
+            parts = [_dense_sums(tf.reshape(a, [-1, int(a.shape[-1])]),
+                                 tf.reshape(ds, [-1, int(ds.shape[-1])]), m, bias, timer)]
+        elif kind == "einsum":
+            parts = [_dense_sums(*_einsum_rows(layer, a, ds), m, bias, timer)]
+        elif kind == "separable":
+            # a, ds channels-last already (see _separable_forward); mids: the depthwise output
+            z, dz = rec.mids[n], mids[n]
+            z = tf.cast(z, tf.float32)
+            dz = tf.zeros_like(z) if dz is None else tf.cast(dz, tf.float32)
+            first = _depthwise_sums(layer, a, dz, False, depthwise, timer)
+            second = _dense_sums(tf.reshape(z, [-1, int(z.shape[-1])]),
+                                 tf.reshape(ds, [-1, int(ds.shape[-1])]), m, bias, timer)
+            parts = [first, second]
         else:
             a = _to_channels_last(a, layer)
             ds = _to_channels_last(ds, layer)
-            patches = extract_patches(a, layer.kernel_size, layer.strides, layer.dilation_rate,
-                                      layer.padding)                      # (M, T, Δ, J)
-            t = int(patches.shape[1])
-            if int(np.prod(ds.shape[1:-1])) != t:
-                raise RuntimeError(f"{layer.name}: patch grid {t} does not match the output "
-                                   f"grid {tuple(ds.shape[1:-1])}")
             if kind == "conv":
-                rows_a = tf.reshape(patches, [-1, int(patches.shape[2] * patches.shape[3])])
-                rows_a = _augment(rows_a, bias)
-                rows_g = tf.reshape(ds, [-1, int(ds.shape[-1])])
-                o = tf.matmul(rows_a, rows_a, transpose_a=True)
-                g = tf.matmul(rows_g, rows_g, transpose_a=True)
+                parts = [_conv_sums(layer, a, ds, bias, timer, graph)]
+            elif kind == "transpose":
+                parts = [_transpose_sums(layer, a, ds, bias, timer, graph)]
             else:
-                chans = int(patches.shape[3])
-                mult = int(ds.shape[-1]) // chans
-                per = tf.transpose(patches, [0, 1, 3, 2])                     # (M, T, J, Δ)
-                per = _augment(per, bias)
-                if depthwise == "shared":
-                    rows_a = tf.reshape(per, [-1, int(per.shape[-1])])
-                    o = tf.matmul(rows_a, rows_a, transpose_a=True)
-                    rows_g = tf.reshape(ds, [-1, int(ds.shape[-1])])
-                    g = tf.matmul(rows_g, rows_g, transpose_a=True)
-                else:
-                    o = tf.einsum("mtjd,mtje->jde", per, per)
-                    dsr = tf.reshape(ds, [-1, chans, mult])
-                    g = tf.einsum("njp,njq->jpq", dsr, dsr)
-        omega_sum = o if omega_sum is None else omega_sum + o
-        gamma_sum = g if gamma_sum is None else gamma_sum + g
-        positions += t
-    return omega_sum, gamma_sum, examples, positions
+                parts = [_depthwise_sums(layer, a, ds, bias, depthwise, timer)]
+        if totals is None:
+            totals = [list(p) for p in parts]
+        else:
+            for tot, p in zip(totals, parts):
+                tot[0] = tot[0] + p[0]
+                tot[1] = tot[1] + p[1]
+                tot[2] = tot[2] + p[2]
+    return [(o, g, examples, t) for o, g, t in totals]
+
+
+# ----------------------------------------------------------------------------- separable
+
+def _separable_forward(layer, x, watch):
+    """``SeparableConv1D/2D`` written out: returns ``(a, z, s, y)`` -- the channels-last input,
+    depthwise output ``z`` and pre-activation ``s`` (both watched), and the layer's output."""
+    rank = len(x.shape) - 2
+    a = _to_channels_last(tf.convert_to_tensor(x), layer)
+    ks = _tuple(layer.kernel_size, rank)
+    st, dl = _tuple(layer.strides, rank), _tuple(layer.dilation_rate, rank)
+    dk, pk = layer.depthwise_kernel, layer.pointwise_kernel
+    padding = layer.padding.lower()
+    inp = a
+    if padding == "causal":
+        inp = tf.pad(inp, [(0, 0), ((ks[0] - 1) * dl[0], 0), (0, 0)])
+        padding = "valid"
+    if rank == 1:
+        inp, dk = inp[:, None], dk[None]
+        st, dl = (1,) + st, (1,) + dl
+    z = tf.nn.depthwise_conv2d(inp, tf.cast(dk, inp.dtype), strides=[1, *st, 1],
+                               padding=padding.upper(), dilations=list(dl))
+    if rank == 1:
+        z = z[:, 0]
+    watch(z)
+    pk2 = tf.reshape(tf.cast(pk, z.dtype), [-1, int(pk.shape[-1])])
+    s = tf.tensordot(z, pk2, axes=1)
+    if _has_bias(layer):
+        s = s + tf.cast(layer.bias, s.dtype)
+    watch(s)
+    y = s if layer.activation is None else layer.activation(s)
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        y = tf.transpose(y, [0, rank + 1] + list(range(1, rank + 1)))
+    return a, z, s, y
+
+
+# ----------------------------------------------------------------------------- hooks
+
+class _Record:
+    def __init__(self, layer, kind):
+        self.layer, self.kind = layer, kind
+        self.inputs, self.outputs, self.mids = [], [], []
+
+
+class _Hooks:
+    """Temporarily wrap ``call`` (to see inputs) and ``activation`` (to see pre-activations).
+
+    A separable convolution's ``call`` is replaced by :func:`_separable_forward`, which also
+    exposes the depthwise output between its two blocks."""
+
+    def __init__(self, records):
+        self.records = records
+        self.tape = None
+
+    def __enter__(self):
+        for rec in self.records:
+            layer = rec.layer
+            orig_call = layer.call
+            orig_act = layer.__dict__.get("activation", None)
+            rec.saved = ("call" in layer.__dict__, layer.__dict__.get("call"), orig_act,
+                         "activation" in layer.__dict__)
+
+            if rec.kind == "separable":
+                def call(inputs, *args, _rec=rec, **kwargs):
+                    a, z, s, y = _separable_forward(_rec.layer, inputs, self.tape.watch)
+                    _rec.inputs.append(a)
+                    _rec.mids.append(z)
+                    _rec.outputs.append(s)
+                    return y
+
+                layer.__dict__["call"] = call
+                continue
+
+            def call(inputs, *args, _rec=rec, _orig=orig_call, **kwargs):
+                _rec.inputs.append(inputs)
+                _rec.pending = True
+                out = _orig(inputs, *args, **kwargs)
+                if _rec.pending:                    # activation None: output is pre-activation
+                    _rec.pending = False
+                    self.tape.watch(out)
+                    _rec.outputs.append(out)
+                return out
+
+            def act(s, _rec=rec, _orig=orig_act):
+                self.tape.watch(s)
+                _rec.outputs.append(s)
+                _rec.pending = False
+                return _orig(s) if _orig is not None else s
+
+            layer.__dict__["call"] = call
+            if orig_act is not None:
+                layer.__dict__["activation"] = act
+        return self
+
+    def __exit__(self, *exc):
+        for rec in self.records:
+            had_call, old_call, old_act, had_act = rec.saved
+            if had_call:
+                rec.layer.__dict__["call"] = old_call
+            else:
+                rec.layer.__dict__.pop("call", None)
+            if had_act:
+                rec.layer.__dict__["activation"] = old_act
+        return False
 
 
 # ----------------------------------------------------------------------------- eigenvalues
@@ -441,10 +858,32 @@ def _histogram(values, num_params):
     return counts.numpy(), edges
 
 
+# ----------------------------------------------------------------------------- timing
+
+class _Timer:
+    """Adds wall-clock seconds per stage to ``self.current`` (a dict) when enabled."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.current = None
+
+    @contextlib.contextmanager
+    def __call__(self, stage):
+        if not self.enabled or self.current is None:
+            yield
+            return
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.current[stage] = self.current.get(stage, 0.0) + time.perf_counter() - start
+
+
 # ----------------------------------------------------------------------------- main entry
 
 def fisher_eigenvalues(model, x, y=None, labels="model", seed=0, batch_size=None, *,
-                       output="auto", depthwise="shared", rtol=None, keep_factors=True):
+                       output="auto", depthwise="shared", rtol=None, keep_factors=True,
+                       timings=None, graph="auto"):
     """K-FAC Fisher eigenvalue features of ``model`` on the batch ``x`` (see module docs).
 
     Args:
@@ -461,6 +900,12 @@ def fisher_eigenvalues(model, x, y=None, labels="model", seed=0, batch_size=None
         rtol: eigenvalues ``≤ rtol·λ_max`` count as zero (default ``max(dim, 100)·ε_float32``:
             below the resolution of factors accumulated in float32).
         keep_factors: keep Ω and Γ (as NumPy) in the result.
+        timings: a dict to fill with wall-clock seconds: ``"pass"`` (forward and backward
+            passes), ``"other"`` (histograms, checks) and ``"blocks"``: ``{block name:
+            {"patches", "factors", "eig"}}`` (a profiling aid; eager ops on a CPU run
+            synchronously, on a GPU the times are those of dispatch plus any waits).
+        graph: run each convolution's Ω as a traced ``tf.function`` -- ``"auto"`` (a geometry
+            seen for the third time in this process), ``True`` (always) or ``False`` (eager).
 
     Returns:
         :class:`FisherResult`.
@@ -471,11 +916,16 @@ def fisher_eigenvalues(model, x, y=None, labels="model", seed=0, batch_size=None
         raise ValueError("labels='data' needs y")
     if depthwise not in ("shared", "per_channel"):
         raise ValueError(f"depthwise must be 'shared' or 'per_channel', not {depthwise!r}")
+    if graph not in ("auto", True, False):
+        raise ValueError(f"graph must be 'auto', True or False, not {graph!r}")
+    t_start = time.perf_counter()
+    timer = _Timer(timings is not None)
+    block_times = {}
 
     records, skipped = [], []
     for layer in _all_layers(model):
         kind = _layer_kind(layer)
-        if kind in ("dense", "conv", "depthwise"):
+        if kind in _COVERED:
             records.append(_Record(layer, kind))
         elif kind == "unsupported":
             skipped.append((layer.name, type(layer).__name__))
@@ -484,16 +934,18 @@ def fisher_eigenvalues(model, x, y=None, labels="model", seed=0, batch_size=None
     xs = [tf.convert_to_tensor(v) for v in xs]
     total = int(xs[0].shape[0])
     step = total if batch_size is None else max(int(batch_size), 1)
-    accs = [_Accumulator() for _ in records]
+    accs = [[_Accumulator() for _ in _blocks(rec.layer, rec.kind)] for rec in records]
     valid, reasons = True, []
     mode = output
     y_all = None if y is None else np.asarray(y)
+    pass_time = 0.0
 
     for chunk, start in enumerate(range(0, total, step)):
         stop = min(start + step, total)
         xb = [v[start:stop] for v in xs]
         for rec in records:
-            rec.inputs, rec.outputs = [], []
+            rec.inputs, rec.outputs, rec.mids = [], [], []
+        t_pass = time.perf_counter()
         hooks = _Hooks(records)
         with hooks, tf.GradientTape(watch_accessed_variables=False) as tape:
             hooks.tape = tape
@@ -518,55 +970,85 @@ def fisher_eigenvalues(model, x, y=None, labels="model", seed=0, batch_size=None
         if not bool(tf.math.is_finite(nll)):
             valid = False
             reasons.append("non-finite loss")
-        targets = [s for rec in records for s in rec.outputs]
+        targets = [s for rec in records for s in rec.outputs + rec.mids]
         grads = tape.gradient(nll, targets) if targets else []
+        pass_time += time.perf_counter() - t_pass
         k = 0
         for rec, acc in zip(records, accs):
             n = len(rec.outputs)
             if len(rec.inputs) != n:
                 raise RuntimeError(f"layer {rec.layer.name}: saw {len(rec.inputs)} inputs but "
                                    f"{n} pre-activations")
+            g_out = grads[k:k + n]
+            g_mid = grads[k + n:k + n + len(rec.mids)]
+            k += n + len(rec.mids)
             if n:
-                acc.add(*_layer_sums(rec, grads[k:k + n], depthwise))
-            k += n
+                timer.current = block_times.setdefault(rec.layer.name, {})
+                for a, sums in zip(acc, _layer_sums(rec, g_out, g_mid, depthwise, timer, graph)):
+                    a.add(*sums)
+                timer.current = None
         for rec in records:
-            rec.inputs, rec.outputs = [], []
+            rec.inputs, rec.outputs, rec.mids = [], [], []
 
     layers = []
-    for rec, acc in zip(records, accs):
-        if acc.omega is None:
-            continue                                   # layer not on the path of the output
-        omega = acc.omega / acc.examples
-        gamma = acc.gamma / (acc.examples * acc.positions)
-        finite = bool(tf.reduce_all(tf.math.is_finite(omega))) and \
-            bool(tf.reduce_all(tf.math.is_finite(gamma)))
-        kernel = _kernel(rec.layer, rec.kind)
-        bias = _has_bias(rec.layer)
-        n_params = int(np.prod(kernel.shape)) + (int(np.prod(rec.layer.bias.shape)) if bias else 0)
-        if finite:
-            lo, lg = _log_eigs(omega, rtol), _log_eigs(gamma, rtol)
-            pair = lo[..., :, None] + lg[..., None, :]
-            logs = tf.reshape(pair, [-1])
-            finite = bool(tf.reduce_all(tf.math.is_finite(logs)))
-        else:
-            lo = tf.fill(omega.shape[:-1], np.nan)
-            lg = tf.fill(gamma.shape[:-1], np.nan)
-            logs = tf.fill([n_params], np.nan)
-        if int(logs.shape[0]) != n_params:
-            raise RuntimeError(f"layer {rec.layer.name}: {int(logs.shape[0])} eigenvalues for "
-                               f"{n_params} weights")
-        if not finite:
-            valid = False
-            reasons.append(f"non-finite Fisher factors in layer {rec.layer.name}")
-        logs_np = logs.numpy().astype(np.float64)
-        hist, edges = _histogram(np.nan_to_num(logs_np, nan=np.inf), n_params)
-        layers.append(LayerFisher(
-            name=rec.layer.name, kind=rec.kind,
-            omega=omega.numpy() if keep_factors else None,
-            gamma=gamma.numpy() if keep_factors else None,
-            log_eig_omega=lo.numpy(), log_eig_gamma=lg.numpy(), log_eigenvalues=logs_np,
-            num_params=n_params, histogram=hist, bin_edges=edges, has_bias=bias,
-            positions=int(acc.positions), valid=finite))
+    stage_times = {}
+    for rec, acc_list in zip(records, accs):
+        for (suffix, kind, n_params), acc in zip(_blocks(rec.layer, rec.kind), acc_list):
+            if acc.omega is None:
+                continue                               # layer not on the path of the output
+            name = rec.layer.name + suffix
+            timer.current = stage_times.setdefault(name, {})
+            with timer("factors"):
+                omega = acc.omega / acc.examples
+                gamma = acc.gamma / (acc.examples * acc.positions)
+                finite = bool(tf.reduce_all(tf.math.is_finite(omega))) and \
+                    bool(tf.reduce_all(tf.math.is_finite(gamma)))
+            bias = _has_bias(rec.layer) and not (rec.kind == "separable" and kind == "depthwise")
+            with timer("eig"):
+                if finite:
+                    lo, lg = _log_eigs(omega, rtol), _log_eigs(gamma, rtol)
+                    pair = lo[..., :, None] + lg[..., None, :]
+                    logs = tf.reshape(pair, [-1])
+                    finite = bool(tf.reduce_all(tf.math.is_finite(logs)))
+                else:
+                    lo = tf.fill(omega.shape[:-1], np.nan)
+                    lg = tf.fill(gamma.shape[:-1], np.nan)
+                    logs = tf.fill([n_params], np.nan)
+            timer.current = None
+            if int(logs.shape[0]) != n_params:
+                raise RuntimeError(f"layer {name}: {int(logs.shape[0])} eigenvalues for "
+                                   f"{n_params} weights")
+            if not finite:
+                valid = False
+                reasons.append(f"non-finite Fisher factors in layer {name}")
+            logs_np = logs.numpy().astype(np.float64)
+            hist, edges = _histogram(np.nan_to_num(logs_np, nan=np.inf), n_params)
+            layers.append(LayerFisher(
+                name=name, kind=kind,
+                omega=omega.numpy() if keep_factors else None,
+                gamma=gamma.numpy() if keep_factors else None,
+                log_eig_omega=lo.numpy(), log_eig_gamma=lg.numpy(), log_eigenvalues=logs_np,
+                num_params=n_params, histogram=hist, bin_edges=edges, has_bias=bool(bias),
+                positions=int(acc.positions), valid=finite))
+    if timings is not None:
+        blocks = {}
+        for rec in records:
+            base = block_times.get(rec.layer.name, {})
+            names = [rec.layer.name + suffix for suffix, _, _ in _blocks(rec.layer, rec.kind)]
+            for i, name in enumerate(names):
+                entry = {"patches": 0.0, "factors": 0.0, "eig": 0.0}
+                if i == 0:          # the sums of all blocks of a layer are timed together
+                    for key, value in base.items():
+                        entry[key] += value
+                for key, value in stage_times.get(name, {}).items():
+                    entry[key] += value
+                if name in stage_times or i == 0 and base:
+                    blocks[name] = entry
+        timings.clear()
+        timings["pass"] = pass_time
+        timings["blocks"] = blocks
+        spent = sum(sum(v.values()) for v in blocks.values())
+        timings["other"] = max(time.perf_counter() - t_start - pass_time - spent, 0.0)
     return FisherResult(layers=layers, valid=valid, reason="; ".join(dict.fromkeys(reasons)),
                         labels=labels, num_examples=total, skipped=skipped)
 
