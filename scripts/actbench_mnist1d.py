@@ -1,19 +1,21 @@
-"""Build (and replay searches on) an Act-Bench-style table for MNIST-1D (dissertation §6.6).
+"""Build the Act-Bench-style MNIST-1D table of docs/evidence/actbench_mnist1d (§6.6).
 
-``build``: every unique function of the Table A.3 space ``binary(unary(x), unary(x))`` (the
-2,750 output-distinct ones of 5,103) is trained once on the embedded MNIST-1D task with the
+Every unique function of the Table A.3 space ``binary(unary(x), unary(x))`` (the 2,750
+output-distinct ones of 5,103) is trained once on the embedded MNIST-1D task with the
 MNIST-1D CNN and the ``quick`` recipe shortened to ``--epochs`` (default 5), test metrics
 included, and its FIM features are computed at initialization (one batch of 128, AutoInit,
 labels sampled from the model). Every evaluation is journaled in ``--store``: re-running
-resumes where it stopped. The JSON (Act-Bench layout, gzip) goes to ``--out``.
+resumes where it stopped. The JSON (Act-Bench layout, gzip) goes to ``--out``. These are
+the settings of the committed table; ``keras-actfn bench build`` exposes them all.
 
-``replay``: 100 table-lookup searches per method (KNR on FIM+outputs, FIM only, outputs
-only; random search), the Figure 6.6 plot, and the evaluations each needs to reach a
-top-1% function. Writes ``replay.csv``, ``replay.png``, ``summary.md`` and the space maps
-next to the table.
+    python scripts/actbench_mnist1d.py build --workers 2       # ~1.5 h on 2 cores
 
-    python scripts/actbench_mnist1d.py build --workers 2       # ~1-1.5 h on 2 cores
-    python scripts/actbench_mnist1d.py replay                   # ~5 min
+Then the searches replayed on it (Figure 6.6) and its figures:
+
+    keras-actfn bench replay docs/evidence/actbench_mnist1d/benchmark.json.gz \
+        --out docs/evidence/actbench_mnist1d
+    keras-actfn bench plot docs/evidence/actbench_mnist1d/benchmark.json.gz \
+        --out docs/evidence/actbench_mnist1d
 """
 
 from __future__ import annotations

@@ -179,7 +179,8 @@ def test_expected_mode_output_by_hand():
 def test_parameters_are_shared_by_all_cells():
     p = CellParameters(seed=0)
     model = small_model(p, sites=3)
-    paths = [w.path for w in model.weights if "logits" in w.path]
+    names = [getattr(w, "path", w.name) for w in model.weights]  # tf_keras: no .path
+    paths = [n for n in names if "logits" in n]
     assert len(paths) == 2  # one unary and one binary set, however many cells
     cells = [l for l in model.layers if isinstance(l, SearchCell)]
     assert len(cells) == 3 and all(c.parameters is p for c in cells)
@@ -311,3 +312,65 @@ def test_export_layer_and_constants():
     p.mode = "argmax"
     p.clip = None
     np.testing.assert_allclose(layer(x).numpy(), SearchCell(p)(x).numpy(), rtol=1e-5)
+
+
+def test_masked_cell_equals_cell_of_active_operators():
+    """Drops only change mask variables: a cell traced before a drop (computing every
+    operator) gives what a cell computing only the active operators gives, and what the
+    per-position evaluation of the active operators gives."""
+    rng = np.random.default_rng(7)
+    p = CellParameters(seed=3)
+    p.unary_logits.assign(rng.normal(0, 1, p.unary_logits.shape).astype("float32"))
+    p.binary_logits.assign(rng.normal(0, 1, p.binary_logits.shape).astype("float32"))
+    p.gamma.assign(rng.normal(0, 1, p.gamma.shape).astype("float32"))
+    p.mix_weight.assign(rng.normal(0, 1, p.mix_weight.shape).astype("float32"))
+    cell = SearchCell(p)
+    forward = tf.function(lambda v: cell(v, training=False))
+    x = tf.constant(rng.normal(0, 2, (5, 7)).astype("float32"))
+    before_drop = forward(x).numpy()
+    for count in (40, 40, 24):
+        p.shrink(count)
+        masked = forward(x).numpy()  # the trace of the full cell, new masks
+        assert forward.experimental_get_tracing_count() == 1
+        by_position = cell._cell_by_position(x, False).numpy()
+        p.specialize()
+        assert sum(len(b) for b in p.computed) <= 110 - count
+        specialized = cell(x, training=False).numpy()
+        np.testing.assert_allclose(masked, by_position, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(specialized, by_position, rtol=1e-5, atol=1e-5)
+        assert np.max(np.abs(masked - before_drop)) > 1e-4  # the drops did change the cell
+    assert p.operators_left() == [1] * 6
+    assert [len(b) for b in p.computed] == [len(set(p.active[0] + p.active[1] + p.active[3])),
+                                            1, 1, 1]
+
+
+def test_warm_switch_as_tensor_selects_exactly():
+    p = CellParameters(seed=0)
+    cell = SearchCell(p, original="relu")
+    x = tf.linspace(-2.0, 2.0, 11)
+    p.mode = "expected"
+    cell_out = cell(x, training=True).numpy()
+    for flag, expected in ((True, tf.nn.relu(x).numpy()), (False, cell_out)):
+        p.use_original = tf.constant(flag)
+        np.testing.assert_array_equal(cell(x, training=True).numpy(), expected)
+    p.use_original = False
+
+
+def test_anchor_penalty_after_drops_covers_active_operators_only():
+    """KL(Dir(rho_S) || Dir(1_S)) over each position's active set S, by scipy's closed form."""
+    from scipy.special import digamma, gammaln
+
+    rng = np.random.default_rng(11)
+    p = CellParameters(seed=2)
+    p.unary_logits.assign(rng.normal(0, 0.7, p.unary_logits.shape).astype("float32"))
+    p.binary_logits.assign(rng.normal(0, 0.7, p.binary_logits.shape).astype("float32"))
+    p.shrink(57)
+    expected_kl, expected_l2 = 0.0, 0.0
+    for position in range(6):
+        rho = p.concentration(position).numpy().astype(np.float64)[p.active[position]]
+        r0, n = rho.sum(), len(rho)
+        expected_kl += (gammaln(r0) - gammaln(rho).sum() - gammaln(n)
+                        + np.sum((rho - 1) * (digamma(rho) - digamma(r0))))
+        expected_l2 += np.sum((rho - 1) ** 2)
+    assert float(p.anchor_penalty(0.3)) == pytest.approx(0.3 * expected_kl, rel=1e-4)
+    assert float(p.anchor_penalty(2.0, "l2")) == pytest.approx(2.0 * expected_l2, rel=1e-4)

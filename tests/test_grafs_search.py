@@ -29,7 +29,10 @@ def test_smoke_search_on_mnist1d_cnn(task):
     lines = []
     base = mnist1d_cnn()
     result = grafs_search(base, task, epochs=3, warm_start_epochs=1, batch_size=32, seed=0,
-                          log=lines.append)
+                          respecialize=1.0, log=lines.append)
+    # the warm start's end and the drops change tensors and variables, never the trace
+    assert result.traces == 1
+    assert result.history[0]["trace_seconds"] > 0 and result.history[1]["trace_seconds"] == 0
     assert len(lines) == 3 and "left [23, 23, 23, 23, 9, 9]" in lines[0]
     assert [h["phase"] for h in result.history] == ["warm", "search", "search"]
     # S = 2 E0 = 2: every one of the D - 6 = 104 drops happens at epoch 2 of a 3-epoch search
@@ -52,3 +55,17 @@ def test_smoke_search_on_mnist1d_cnn(task):
     out = final(x).numpy()
     assert out.shape == (8, 10) and np.all(np.isfinite(out))
     assert sum(isinstance(l, CustomActivation) for l in final.layers) == 3
+
+
+def test_respecialize_retraces_with_only_the_active_operators(task):
+    from keras_actfn.models import mnist1d_mlp
+
+    result = grafs_search(mnist1d_mlp(), task, epochs=3, warm_start_epochs=1, batch_size=32,
+                          seed=1, respecialize=0.0, verbose=False)
+    # all 104 drops at epoch 2: the loop is traced again, computing one operator per block
+    assert result.traces == 2
+    assert result.history[1]["trace_seconds"] > 0 and result.history[2]["trace_seconds"] == 0
+    assert [len(b) for b in result.parameters.computed][1:] == [1, 1, 1]
+    assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["valid_loss"])
+               for h in result.history)
+    parse(result.function)

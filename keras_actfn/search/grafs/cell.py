@@ -93,14 +93,18 @@ class CellParameters(keras.layers.Layer):
 
     Attributes:
         active: per position, the indices of operators still in play (progressive shrinking
-            removes indices; plain Python state read when a cell is traced, so a traced
-            function must be rebuilt after :meth:`shrink`).
+            removes indices). Assign a new list rather than editing one in place: assigning
+            also updates ``unary_mask``/``binary_mask``, the 0/1 variables that traced
+            ``"sample"``/``"expected"`` computations read, so a traced step stays valid
+            after :meth:`shrink` (no retracing). The ``"argmax"`` mode and a cell without
+            clipping read this Python list when traced.
         mode: how cells weigh operators when called with ``training=True``: ``"sample"``
             (a fresh Dirichlet sample per call), ``"expected"`` (``rho / sum(rho)``) or
             ``"argmax"`` (only the operator with the largest concentration). Calls with
             ``training`` false use ``"expected"`` unless the mode is ``"argmax"``.
         use_original: cells compute their original activation instead (the warm-start
-            phase's weight updates).
+            phase's weight updates). A boolean tensor selects at run time (``tf.where``
+            of the two), so one traced step serves warm start and search.
     """
 
     def __init__(self, unary=ops.GRAFS_UNARY, binary=ops.GRAFS_BINARY, positive="elu1",
@@ -133,6 +137,10 @@ class CellParameters(keras.layers.Layer):
                                      initializer="ones")
         self.mix_weight = self.add_weight(name="mix_weight", shape=(len(BINARY_POSITIONS),),
                                           initializer="zeros")
+        self.unary_mask = self.add_weight(name="unary_mask", shape=shapes["unary_logits"],
+                                          initializer="ones", trainable=False)
+        self.binary_mask = self.add_weight(name="binary_mask", shape=shapes["binary_logits"],
+                                           initializer="ones", trainable=False)
         self.active = [list(range(len(self.unary))) for _ in UNARY_POSITIONS] + \
                       [list(range(len(self.binary))) for _ in BINARY_POSITIONS]
         self.mode = "sample"
@@ -140,6 +148,30 @@ class CellParameters(keras.layers.Layer):
         self.built = True
 
     # -- structure ------------------------------------------------------------------------
+    @property
+    def active(self) -> list:
+        return self._active
+
+    @active.setter
+    def active(self, value) -> None:
+        active = [sorted(int(k) for k in a) for a in value]
+        if len(active) != len(POSITIONS) or not all(active):
+            raise ValueError(f"active needs a non-empty index list for each of the "
+                             f"{len(POSITIONS)} positions, got {value!r}")
+        masks = [np.zeros(len(self.candidates(p)), dtype=np.float32) for p in range(len(POSITIONS))]
+        for p, a in enumerate(active):
+            masks[p][a] = 1.0
+        nu = len(UNARY_POSITIONS)
+        self.unary_mask.assign(np.stack(masks[:nu]))
+        self.binary_mask.assign(np.stack(masks[nu:]))
+        computed = getattr(self, "_computed", None)
+        self._active = active
+        blocks = self._active_blocks()
+        if computed is None:
+            self._computed = blocks
+        else:  # keep computing every active operator
+            self._computed = [sorted(set(c) | set(b)) for c, b in zip(computed, blocks)]
+
     def candidates(self, position: int) -> tuple:
         """Operator names of one position (the full list; see ``active`` for what is left)."""
         return self.unary if position < len(UNARY_POSITIONS) else self.binary
@@ -162,10 +194,31 @@ class CellParameters(keras.layers.Layer):
             logits = self.binary_logits[position - len(UNARY_POSITIONS)]
         return POSITIVE_MAPS[self.positive](logits) + _MIN_CONCENTRATION
 
-    def _mask(self, position, dtype):
-        mask = np.zeros(len(self.candidates(position)), dtype=np.float32)
-        mask[self.active[position]] = 1.0
-        return tf.constant(mask, dtype=dtype)
+    def _mask(self, position, dtype="float32"):
+        """The 0/1 mask variable's row of one position (1 = active)."""
+        nu = len(UNARY_POSITIONS)
+        row = self.unary_mask[position] if position < nu else self.binary_mask[position - nu]
+        return tf.cast(row, dtype)
+
+    def block_concentration(self, unary: bool):
+        """``rho`` of all unary (4 x 23) or all binary (2 x 9) positions at once."""
+        logits = self.unary_logits if unary else self.binary_logits
+        return POSITIVE_MAPS[self.positive](logits) + _MIN_CONCENTRATION
+
+    def block_weights(self, unary: bool, sample: bool, dtype="float32"):
+        """Operator weights of every unary (or binary) position, one row per position.
+
+        ``sample``: one reparameterized draw ``alpha ~ Dir(rho)`` per position over its
+        active operators (normalized independent ``Gamma(rho_k, 1)`` draws; dropped
+        operators' draws are multiplied by 0, so they get weight exactly 0 and no
+        gradient). Otherwise ``E[alpha] = rho / sum(rho)`` over the active operators.
+        """
+        rho = self.block_concentration(unary)
+        mask = self.unary_mask if unary else self.binary_mask
+        if sample:
+            rho = tf.maximum(tf.random.gamma([], rho), _TINY)
+        masked = rho * mask
+        return tf.cast(masked / tf.reduce_sum(masked, axis=-1, keepdims=True), dtype)
 
     def expected_weights(self, position: int, dtype="float32"):
         """``E[alpha] = rho / sum(rho)`` over active operators; dropped ones get exactly 0."""
@@ -177,14 +230,13 @@ class CellParameters(keras.layers.Layer):
 
         A Dirichlet sample is a normalized vector of independent ``Gamma(rho_k, 1)`` draws;
         ``tf.random.gamma`` differentiates its draws with respect to ``rho`` (implicit
-        reparameterization), so gradients reach the concentrations.
+        reparameterization), so gradients reach the concentrations. Dropped operators'
+        draws are masked to exactly 0 (the active ones are then a ``Dir`` sample of their
+        own concentrations: a normalized subset of independent Gamma draws).
         """
-        active = self.active[position]
-        rho = tf.gather(self.concentration(position), active)
-        draws = tf.maximum(tf.random.gamma([], rho), _TINY)
-        alpha = draws / tf.reduce_sum(draws)
-        return tf.cast(tf.scatter_nd(np.asarray(active)[:, None], alpha,
-                                     [len(self.candidates(position))]), dtype)
+        draws = tf.maximum(tf.random.gamma([], self.concentration(position)), _TINY)
+        draws = draws * self._mask(position)
+        return tf.cast(draws / tf.reduce_sum(draws), dtype)
 
     def argmax_index(self, position: int) -> int:
         """Index (into the full list) of the active operator with the largest ``rho``."""
@@ -200,16 +252,45 @@ class CellParameters(keras.layers.Layer):
         ``metric="kl"``: ``KL(Dir(rho) || Dir(1))`` over the active operators (closed form);
         ``metric="l2"``: ``sum (rho - 1)^2``.
         """
+        if metric not in ("kl", "l2"):
+            raise ValueError(f"metric must be 'kl' or 'l2', got {metric!r}")
         total = tf.constant(0.0)
-        for p in range(len(POSITIONS)):
-            rho = tf.gather(self.concentration(p), self.active[p])
+        for unary in (True, False):  # masks, not the Python list: valid in a traced step
+            rho = self.block_concentration(unary)
+            mask = self.unary_mask if unary else self.binary_mask
             if metric == "kl":
-                total += _dirichlet_kl(rho, tf.ones_like(rho))
-            elif metric == "l2":
-                total += tf.reduce_sum(tf.square(rho - 1.0))
+                total += tf.reduce_sum(_dirichlet_kl_masked(rho, mask))
             else:
-                raise ValueError(f"metric must be 'kl' or 'l2', got {metric!r}")
+                total += tf.reduce_sum(mask * tf.square(rho - 1.0))
         return tf.cast(strength, total.dtype) * total
+
+    # -- what traced cells compute -----------------------------------------------------------
+    @property
+    def computed(self) -> list:
+        """Operator indices a clipped cell computes when traced, per block: unary operators
+        on ``x`` (shared by u0, u1, u3), unary on ``b0`` (u2), binary b0, binary b1.
+
+        A superset of the active operators: the masks give the others weight 0, so a step
+        traced before drops stays correct. :meth:`specialize` narrows it to the active ones
+        (a later trace is then cheaper); re-activating an operator widens it again.
+        """
+        return self._computed
+
+    def _active_blocks(self, active=None):
+        a = self.active if active is None else active
+        return [sorted(set(a[0]) | set(a[1]) | set(a[3])), list(a[2]), list(a[4]), list(a[5])]
+
+    def specialize(self) -> bool:
+        """Narrow :attr:`computed` to the active operators; True if it changed."""
+        blocks = self._active_blocks()
+        changed = blocks != self._computed
+        self._computed = blocks
+        return changed
+
+    def waste(self) -> float:
+        """The fraction of :attr:`computed` operators that are no longer active."""
+        total = sum(len(b) for b in self._computed)
+        return 1.0 - sum(len(b) for b in self._active_blocks()) / total
 
     # -- shrinking ----------------------------------------------------------------------------
     def shrink(self, count: int) -> None:
@@ -229,11 +310,64 @@ class CellParameters(keras.layers.Layer):
         return config
 
 
-def _dirichlet_kl(a, b):
-    a0, b0 = tf.reduce_sum(a), tf.reduce_sum(b)
-    return (tf.math.lgamma(a0) - tf.reduce_sum(tf.math.lgamma(a)) - tf.math.lgamma(b0)
-            + tf.reduce_sum(tf.math.lgamma(b))
-            + tf.reduce_sum((a - b) * (tf.math.digamma(a) - tf.math.digamma(a0))))
+def _dirichlet_kl_masked(a, mask):
+    """``KL(Dir(a_S) || Dir(1_S))`` per row over the operators ``S`` where ``mask`` is 1."""
+    a = tf.where(mask > 0, a, tf.ones_like(a))  # dropped entries: lgamma(1) = 0 terms
+    a0 = tf.reduce_sum(a * mask, axis=-1, keepdims=True)
+    n = tf.reduce_sum(mask, axis=-1)
+    return (tf.math.lgamma(a0[..., 0]) - tf.reduce_sum(mask * tf.math.lgamma(a), axis=-1)
+            - tf.math.lgamma(n)
+            + tf.reduce_sum(mask * (a - 1.0) * (tf.math.digamma(a) - tf.math.digamma(a0)),
+                            axis=-1))
+
+
+def _raw(params, name, inputs, position):
+    """An operator's output before clipping (inputs of overflowing ones clamped)."""
+    if name == "mix":
+        w = tf.cast(params.mix_weight[position - len(UNARY_POSITIONS)], inputs[0].dtype)
+        return ops.get("mix").tf_fn(inputs[0], inputs[1], w)
+    if name in _INPUT_CLAMP and params.clip is not None:
+        lo, hi = _INPUT_CLAMP[name]
+        inputs = [tf.clip_by_value(v, lo, hi) for v in inputs]
+    return ops.get(name).tf_fn(*inputs)
+
+
+def _unary_block(params, x, positions, weights, computed):
+    """Unary positions that share the input ``x``: each operator of ``computed`` is applied
+    once, clipped, and mixed with every position's weights (one matrix product); the
+    templated ``gamma`` operators use each position's own ``gamma``. Operators left out of
+    ``computed`` are dropped at every listed position (weight exactly 0)."""
+    clip = params.clip
+    names = params.unary
+    rows = tf.gather(weights, list(positions))  # (P, n_unary)
+    plain = [k for k in computed if names[k] not in _GAMMA_SLOT]
+    templated = [k for k in computed if names[k] in _GAMMA_SLOT]
+    total = None
+    if plain:
+        stacked = tf.stack([_raw(params, names[k], [x], None) for k in plain])
+        stacked = tf.clip_by_value(stacked, -clip, clip)
+        total = tf.tensordot(tf.gather(rows, plain, axis=1), stacked, axes=1)  # (P, ...)
+    if templated:
+        shape = [len(positions)] + [1] * x.shape.rank
+        gammas = tf.cast(tf.gather(params.gamma, list(positions)), x.dtype)
+        for k in templated:
+            g = tf.reshape(gammas[:, _GAMMA_SLOT[names[k]]], shape)
+            if names[k] == "gamma":
+                y = g + tf.zeros_like(x)[None]
+            elif names[k] == "gamma_mul":
+                y = g * x[None]
+            else:
+                y = x[None] + g
+            term = tf.reshape(rows[:, k], shape) * tf.clip_by_value(y, -clip, clip)
+            total = term if total is None else total + term
+    return tf.unstack(total) if len(positions) > 1 else [total[0]]
+
+
+def _binary_block(params, position, a, b, weights, computed):
+    names = params.binary
+    stacked = tf.stack([_raw(params, names[k], [a, b], position) for k in computed])
+    stacked = tf.clip_by_value(stacked, -params.clip, params.clip)
+    return tf.tensordot(tf.gather(weights, list(computed)), stacked, axes=1)
 
 
 @serializable
@@ -275,14 +409,8 @@ class SearchCell(keras.layers.Layer):
                 y = gamma * x
             else:
                 y = x + gamma
-        elif name == "mix":
-            w = tf.cast(params.mix_weight[position - len(UNARY_POSITIONS)], dtype)
-            y = ops.get("mix").tf_fn(inputs[0], inputs[1], w)
         else:
-            if name in _INPUT_CLAMP and params.clip is not None:
-                lo, hi = _INPUT_CLAMP[name]
-                inputs = [tf.clip_by_value(v, lo, hi) for v in inputs]
-            y = ops.get(name).tf_fn(*inputs)
+            y = _raw(params, name, inputs, position)
         if params.clip is not None:
             y = tf.clip_by_value(y, -params.clip, params.clip)
         return y
@@ -307,8 +435,35 @@ class SearchCell(keras.layers.Layer):
         return tf.add_n(outs)
 
     def call(self, inputs, training=None):
-        if self.parameters.use_original and self.original is not None:
-            return ops.get(self.original).tf_fn(inputs)
+        use_original = self.parameters.use_original
+        if self.original is None:
+            return self._cell(inputs, training)
+        original = ops.get(self.original).tf_fn
+        if tf.is_tensor(use_original):  # decided at run time: one trace for both phases
+            # a select, not tf.cond: the gradient of a cond over the cell costs more to
+            # trace than computing the unused cell costs in the warm start
+            return tf.where(use_original, original(inputs), self._cell(inputs, training))
+        if use_original:
+            return original(inputs)
+        return self._cell(inputs, training)
+
+    def _cell(self, inputs, training):
+        params = self.parameters
+        if params.mode == "argmax" or params.clip is None:
+            return self._cell_by_position(inputs, training)
+        sample = bool(training) and params.mode == "sample"
+        dtype = inputs.dtype
+        uw = params.block_weights(True, sample, dtype)   # (4, n_unary): this call's own sample
+        bw = params.block_weights(False, sample, dtype)  # (2, n_binary)
+        on_x, on_b0, first, second = params.computed
+        u0, u1, u3 = _unary_block(params, inputs, (0, 1, 3), uw, on_x)
+        b0 = _binary_block(params, 4, u0, u1, bw[0], first)
+        (u2,) = _unary_block(params, b0, (2,), uw, on_b0)
+        return _binary_block(params, 5, u2, u3, bw[1], second)
+
+    def _cell_by_position(self, inputs, training):
+        """Per-position evaluation of the active operators only (``"argmax"`` mode and the
+        unclipped cell); reads the Python ``active`` lists, so it is retraced after drops."""
         u0 = self._position(0, [inputs], training)
         u1 = self._position(1, [inputs], training)
         b0 = self._position(4, [u0, u1], training)

@@ -8,6 +8,10 @@ BetaMix weights) on a validation batch, then the network weights on a training b
 with a fresh Dirichlet sample per cell. During the first ``E0`` epochs (warm start) the
 weight steps use the original activation. From epoch ``S = 2 E0`` on, operators are dropped
 on the logarithmic schedule of Appendix C until each position holds one.
+
+Speed: each epoch is one call of a traced graph loop; drops only change mask variables and
+the warm start is a tensor argument, so the loop is traced once (and again only when
+``respecialize`` asks for a smaller cell).
 """
 
 from __future__ import annotations
@@ -39,9 +43,12 @@ class GrafsResult:
         model: the searched model (its activations are the search cells).
         history: one record per epoch: ``epoch``, ``phase`` (``"warm"``/``"search"``),
             ``dropped``, ``operators_left``, ``train_loss``, ``valid_loss``, ``argmax``
-            (the current discretized function) and ``weights`` (expected operator weights
-            per position, over the full operator lists).
+            (the current discretized function), ``weights`` (expected operator weights
+            per position, over the full operator lists), ``seconds`` (the epoch's wall
+            time) and ``trace_seconds`` (the part spent tracing its loop, 0 if none).
         seconds: wall-clock time of the search.
+        traces: how many times the epoch loop was traced (1, plus one per
+            ``respecialize``).
     """
 
     function: str
@@ -50,6 +57,7 @@ class GrafsResult:
     model: object
     history: list
     seconds: float
+    traces: int = 0
 
 
 def split_search_data(x, y, train_fraction=0.75, seed=0):
@@ -86,7 +94,8 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
                  learning_rate=1e-3, arch_learning_rate=0.1, train_fraction=0.75,
                  targets=("relu",), original=None, anchor_strength=0.0, anchor_metric="kl",
                  positive="elu1", clip=10.0, unary=ops.GRAFS_UNARY, binary=ops.GRAFS_BINARY,
-                 loss=None, seed=0, verbose=True, log: Callable = print) -> GrafsResult:
+                 loss=None, seed=0, respecialize=0.75, verbose=True,
+                 log: Callable = print) -> GrafsResult:
     """Run GRAFS on ``model`` (or a zero-argument builder of it) and ``task``.
 
     Defaults follow the ResNet20 search of Table 6: Adam(1e-3) with cosine annealing to 0
@@ -108,6 +117,12 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
         positive, clip, unary, binary: passed to :class:`CellParameters`.
         loss: a Keras loss (default: sparse categorical cross-entropy, from logits unless the
             model ends in a softmax).
+        respecialize: after a drop, when at least this fraction of the operators the traced
+            cells compute is no longer active, trace the epoch loop again with only the
+            active ones (cheaper steps for one more trace); ``1.0`` (never: one trace for
+            the whole search) to ``0.0`` (after every drop). The method is the same either
+            way (dropped operators have weight exactly 0); only the random streams of the
+            Dirichlet draws change with a new trace.
         verbose, log: print one progress line per epoch with ``log``.
     """
     start_time = time.perf_counter()
@@ -128,18 +143,19 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
     preprocess = task.preprocess
     batch = min(batch_size, len(xt), len(xv))
 
-    def batches(xs, ys, shuffle_seed, repeat=False):
+    def batches(xs, ys, shuffle_seed, per_epoch):
         ds = tf.data.Dataset.from_tensor_slices((xs, ys)).shuffle(len(xs), seed=shuffle_seed,
                                                                    reshuffle_each_iteration=True)
-        if repeat:
-            ds = ds.repeat()
-        ds = ds.batch(batch, drop_remainder=True)  # one batch shape: no retracing
+        if per_epoch:  # whole epochs of whole batches: a fresh order every epoch
+            ds = ds.batch(batch, drop_remainder=True).repeat()
+        else:  # an endless stream of batches
+            ds = ds.repeat().batch(batch, drop_remainder=True)
         if preprocess is not None:
             ds = ds.map(lambda a, b: (preprocess(a), b))
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    train_ds = batches(xt, yt, seed)
-    valid_iter = iter(batches(xv, yv, seed + 1, repeat=True))
+    train_iter = iter(batches(xt, yt, seed, per_epoch=True))
+    valid_iter = iter(batches(xv, yv, seed + 1, per_epoch=False))
     steps_per_epoch = len(xt) // batch
 
     arch_vars = params.search_variables
@@ -152,57 +168,82 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
     weight_opt.build(weight_vars)
     arch_opt.build(arch_vars)
 
-    def make_step(variables, optimizer, with_anchor):
-        @tf.function
-        def step(xb, yb):
-            with tf.GradientTape() as tape:
-                out = search_model(xb, training=True)
-                value = loss_fn(yb, out)
-                total = value
-                if with_anchor and anchor_strength:
-                    total = total + params.anchor_penalty(anchor_strength, anchor_metric)
-            grads = tape.gradient(total, variables)
-            pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-            optimizer.apply_gradients(pairs)
-            return value
-        return step
+    def update(xb, yb, variables, optimizer, with_anchor):
+        with tf.GradientTape() as tape:
+            out = search_model(xb, training=True)
+            value = loss_fn(yb, out)
+            total = value
+            if with_anchor and anchor_strength:
+                total = total + params.anchor_penalty(anchor_strength, anchor_metric)
+        grads = tape.gradient(total, variables)
+        optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        return tf.cast(value, tf.float32)
+
+    def make_epoch():
+        """One epoch in one call: ``steps`` x (a cell step on a validation batch, then a
+        weight step on a training batch), as a graph loop. The active operators are mask
+        variables and ``warm`` (the weight steps use the original activation) is a tensor,
+        so neither drops nor the end of the warm start need a new trace."""
+        def run(steps, warm):
+            def body(i, arch_sum, weight_sum):
+                xvb, yvb = next(valid_iter)
+                params.use_original = False
+                arch_loss = update(xvb, yvb, arch_vars, arch_opt, True)
+                xb, yb = next(train_iter)
+                params.use_original = warm
+                try:
+                    weight_loss = update(xb, yb, weight_vars, weight_opt, False)
+                finally:
+                    params.use_original = False
+                return i + 1, arch_sum + arch_loss, weight_sum + weight_loss
+
+            zero = tf.constant(0.0)
+            _, arch_sum, weight_sum = tf.while_loop(lambda i, *_: i < steps, body,
+                                                    (tf.constant(0), zero, zero))
+            n = tf.cast(steps, tf.float32)
+            return arch_sum / n, weight_sum / n
+
+        return tf.function(run, autograph=False)
 
     start = shrink_start(warm_start_epochs)
     # a search shorter than S never shrinks; its result is the argmax of the full cell
     drops = {} if start > epochs else drop_schedule(
         total_operations(params.position_sizes), len(POSITIONS), start, epochs)
     history = []
-    arch_step = weight_step = None
+    run_epoch = None
+    traces = 0
     for epoch in range(1, epochs + 1):
         warm = epoch <= warm_start_epochs and original is not None
         dropped = drops.get(epoch, 0)
         if dropped:
-            params.shrink(dropped)
-        if arch_step is None or dropped or epoch == warm_start_epochs + 1:
-            # the active operators and the warm-start switch are read when a step is traced
-            arch_step = make_step(arch_vars, arch_opt, True)
-            weight_step = make_step(weight_vars, weight_opt, False)
-        train_losses, valid_losses = [], []
-        for xb, yb in train_ds:
-            xvb, yvb = next(valid_iter)
-            params.use_original = False
-            valid_losses.append(float(arch_step(xvb, yvb)))
-            params.use_original = warm
-            train_losses.append(float(weight_step(xb, yb)))
-        params.use_original = False
+            params.shrink(dropped)  # masks: the traced epoch stays valid
+            if params.waste() >= respecialize and params.specialize():
+                # most of what the traced cells compute is dropped: trace a smaller cell
+                traces += run_epoch.experimental_get_tracing_count() if run_epoch else 0
+                run_epoch = None
+        epoch_start = time.perf_counter()
+        steps, warm = tf.constant(steps_per_epoch), tf.constant(warm)
+        trace_seconds = 0.0
+        if run_epoch is None:
+            run_epoch = make_epoch()
+            run_epoch.get_concrete_function(steps, warm)  # trace now, to time it apart
+            trace_seconds = time.perf_counter() - epoch_start
+        valid_loss, train_loss = run_epoch(steps, warm)
         record = {
             "epoch": epoch, "phase": "warm" if epoch <= warm_start_epochs else "search",
             "dropped": dropped, "operators_left": params.operators_left(),
-            "train_loss": float(np.mean(train_losses)), "valid_loss": float(np.mean(valid_losses)),
+            "train_loss": float(train_loss), "valid_loss": float(valid_loss),
             "argmax": str(discretize(params)),
             "weights": [params.expected_weights(p).numpy() for p in range(len(POSITIONS))],
+            "seconds": time.perf_counter() - epoch_start, "trace_seconds": trace_seconds,
         }
         history.append(record)
         if verbose:
             log(f"GRAFS epoch {epoch}/{epochs} [{record['phase']}] train {record['train_loss']:.4f} "
                 f"valid {record['valid_loss']:.4f} dropped {dropped} left "
                 f"{record['operators_left']} f(x) = {record['argmax']}")
+    traces += run_epoch.experimental_get_tracing_count()
     return GrafsResult(function=str(discretize(params)),
                        function_clipped=str(discretize(params, clip=True)), parameters=params,
                        model=search_model, history=history,
-                       seconds=time.perf_counter() - start_time)
+                       seconds=time.perf_counter() - start_time, traces=traces)
