@@ -427,10 +427,6 @@ def evaluate(args) -> int:
     return EXIT_OK if not failed else EXIT_FAILURE
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 def _search_arguments(p):
     p.add_argument("algorithm", help="pangaea, pangaea-random, pangaea-nonparametric, cafe, "
                                      "cafe-random, cafe-exhaustive, aquasurf, or grafs "
@@ -885,3 +881,7 @@ def bench(args) -> int:
     and one replayed search's progress and path (Figures 6.7, 6.8)."""
     actions = {"build": _bench_build, "replay": _bench_replay, "plot": _bench_plot}
     return actions[args.bench_action](args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
