@@ -438,6 +438,41 @@ def _record_for(name, value, is_loss):
     return record
 
 
+def _lookup_inputs(benchmark, coords, method, candidates):
+    """``(benchmark, coords, index)`` checked for a table look-up search."""
+    if not isinstance(benchmark, Benchmark):
+        benchmark = load_benchmark(benchmark)
+    n = len(benchmark)
+    if coords is None:
+        if method != "random":
+            raise ValueError(f"method {method!r} needs the rows' surrogate coordinates")
+        coords = np.zeros((n, 1))
+    coords = np.asarray(coords, dtype=np.float64)
+    if coords.shape[0] != n:
+        raise ValueError(f"coords has {coords.shape[0]} rows for a benchmark of {n} functions")
+    index = np.arange(n) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    return benchmark, coords, index
+
+
+def lookup_search(benchmark, coords, index, values, method, start, budget, seed, is_loss,
+                  failure_fitness=None) -> np.ndarray:
+    """One :class:`AquasurfSearch` over the rows ``index`` answered from the table
+    (``values``): the rows it evaluated, in order."""
+    search = AquasurfSearch([benchmark.functions[i] for i in index], coords[index],
+                            regressor=method, start=start, budget=budget, seed=seed,
+                            metric="validation_loss" if is_loss else "validation_accuracy",
+                            failure_fitness=failure_fitness)
+    rows = []
+    while not search.done():
+        candidate = search.ask()
+        if candidate is None:
+            break
+        row = int(index[candidate.meta["index"]])
+        search.tell(candidate, _record_for(candidate.text, values[row], is_loss))
+        rows.append(row)
+    return np.asarray(rows, dtype=np.int64)
+
+
 def replay_search(benchmark, method: str = "knr", trials: int = 100, budget: int = 100,
                   coords=None, *, start="benchmark", metric: str = "Validation Accuracy",
                   seed: int = 0, candidates=None, label: str | None = None,
@@ -460,41 +495,19 @@ def replay_search(benchmark, method: str = "knr", trials: int = 100, budget: int
         label: legend label (default: the method's name).
         failure_fitness: as in :class:`AquasurfSearch` (missing table values).
     """
-    if not isinstance(benchmark, Benchmark):
-        benchmark = load_benchmark(benchmark)
     if method not in REGRESSORS:
         raise ValueError(f"unknown method {method!r}; expected one of {REGRESSORS}")
     if int(trials) < 1:
         raise ValueError(f"trials must be >= 1, got {trials!r}")
-    n = len(benchmark)
-    if coords is None:
-        if method != "random":
-            raise ValueError(f"method {method!r} needs the rows' surrogate coordinates")
-        coords = np.zeros((n, 1))
-    coords = np.asarray(coords, dtype=np.float64)
-    if coords.shape[0] != n:
-        raise ValueError(f"coords has {coords.shape[0]} rows for a benchmark of {n} functions")
+    benchmark, coords, index = _lookup_inputs(benchmark, coords, method, candidates)
     values = benchmark.values(metric)
     is_loss = "loss" in _squash(metric)
-    index = np.arange(n) if candidates is None else np.asarray(candidates, dtype=np.int64)
-    names = [benchmark.functions[i] for i in index]
     budget = int(min(budget, len(index)))
     curves = np.full((int(trials), budget), np.nan)
     for trial in range(int(trials)):
-        search = AquasurfSearch(names, coords[index], regressor=method, start=start,
-                                budget=budget, seed=seed + trial,
-                                metric="validation_loss" if is_loss else "validation_accuracy",
-                                failure_fitness=failure_fitness)
-        found = []
-        while not search.done():
-            candidate = search.ask()
-            if candidate is None:
-                break
-            row = int(index[candidate.meta["index"]])
-            value = values[row]
-            search.tell(candidate, _record_for(candidate.text, value, is_loss))
-            found.append(-value if is_loss else value)
-        found = np.asarray(found, dtype=np.float64)
+        rows = lookup_search(benchmark, coords, index, values, method, start, budget,
+                             seed + trial, is_loss, failure_fitness)
+        found = (-values[rows] if is_loss else values[rows]).astype(np.float64)
         found[np.isnan(found)] = -np.inf
         best = np.maximum.accumulate(found) if found.size else found
         best = np.where(np.isfinite(best), best, np.nan)

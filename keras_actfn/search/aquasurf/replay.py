@@ -29,8 +29,9 @@ import os
 
 import numpy as np
 
-from .benchmark import Benchmark, ReplayResult, cdf_vectors, load_benchmark, replay_search
-from .surrogate import REGRESSORS, AquasurfSearch
+from .benchmark import (Benchmark, ReplayResult, _lookup_inputs, cdf_vectors, load_benchmark,
+                        lookup_search, replay_search)
+from .surrogate import REGRESSORS
 
 __all__ = ["FEATURE_KINDS", "CHECKPOINTS", "Method", "parse_methods", "benchmark_coordinates",
            "fim_rows", "replay_methods", "top_fraction_threshold", "evaluations_summary",
@@ -283,33 +284,8 @@ def trace_search(benchmark, coords=None, regressor: str = "knr", budget: int = 1
                  start="benchmark") -> tuple:
     """One search replayed on the table: ``(rows, values)``, the table rows it evaluated
     in order and their ``metric`` values (NaN where the table has none)."""
-    from .benchmark import _record_for  # noqa: PLC0415
-
-    if not isinstance(benchmark, Benchmark):
-        benchmark = load_benchmark(benchmark)
-    n = len(benchmark)
-    index = np.arange(n) if candidates is None else np.asarray(candidates, dtype=np.int64)
-    if coords is None:
-        if regressor != "random":
-            raise ValueError(f"regressor {regressor!r} needs the rows' coordinates")
-        coords = np.zeros((n, 1))
-    coords = np.asarray(coords, dtype=np.float64)
-    if coords.shape[0] != n:
-        raise ValueError(f"coords has {coords.shape[0]} rows for a benchmark of {n} functions")
+    benchmark, coords, index = _lookup_inputs(benchmark, coords, regressor, candidates)
     values = benchmark.values(metric)
-    is_loss = "loss" in metric.lower()
-    search = AquasurfSearch([benchmark.functions[i] for i in index], coords[index],
-                            regressor=regressor, start=start, budget=min(budget, index.size),
-                            seed=seed,
-                            metric="validation_loss" if is_loss else "validation_accuracy")
-    rows = []
-    while not search.done():
-        candidate = search.ask()
-        if candidate is None:
-            break
-        row = int(index[candidate.meta["index"]])
-        value = values[row]
-        search.tell(candidate, _record_for(candidate.text, value, is_loss))
-        rows.append(row)
-    rows = np.asarray(rows, dtype=np.int64)
+    rows = lookup_search(benchmark, coords, index, values, regressor, start,
+                         min(budget, index.size), seed, "loss" in metric.lower())
     return rows, values[rows]
