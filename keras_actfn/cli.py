@@ -456,8 +456,28 @@ def _search_arguments(p):
     p.add_argument("--threshold", type=float, default=None, help="PANGAEA V (0.2 = 20%%)")
     p.add_argument("--seeds", type=int, default=5, metavar="N",
                    help="grafs: independent searches (the paper: 5)")
-    p.add_argument("--warm-start", type=int, default=1, metavar="E0",
-                   help="grafs: warm-start epochs (shrinking starts at 2*E0)")
+    p.add_argument("--warm-start", type=int, default=None, metavar="E0",
+                   help="grafs: warm-start epochs, iterations for an iteration-based preset "
+                        "(default: the preset's; shrinking starts at 2*E0)")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="grafs: named search settings (GRAFS Tables 6, 7, 9 or the quick "
+                        "default mnist1d_cnn); the other flags override it")
+    p.add_argument("--list-presets", action="store_true",
+                   help="grafs: print the presets and their sources, then exit")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="grafs: micro-batch size")
+    p.add_argument("--accumulation", type=int, default=None, metavar="K",
+                   help="grafs: gradient accumulation steps (one update per K micro-batches)")
+    p.add_argument("--max-iters", type=int, default=None, metavar="N",
+                   help="grafs: iterations of an iteration-based preset (Table 9)")
+    p.add_argument("--eval-interval", type=int, default=None, metavar="N",
+                   help="grafs: iterations per record of an iteration-based preset")
+    p.add_argument("--shrink-start", type=int, default=None, metavar="S",
+                   help="grafs: first epoch (iteration-based preset: iteration) with drops")
+    p.add_argument("--subset", type=int, default=None, metavar="N",
+                   help="grafs: search on N training examples (class-balanced; smoke runs)")
+    p.add_argument("--targets", default=None, metavar="A[,B]",
+                   help="grafs: activations the search cells replace (default: the preset's)")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="grafs: operator weights over epochs of the first search")
     p.add_argument("--regressor", choices=("knr", "rfr", "svr", "random"), default=None,
@@ -477,18 +497,45 @@ def _search_arguments(p):
 
 
 def _search_grafs(args) -> int:
-    from .search.grafs.protocol import format_table, run_grafs
+    from .search.grafs.protocol import MODEL_ALIASES, format_table, run_grafs
+    from .search.grafs.settings import format_presets, get_preset
 
-    epochs = args.epochs or 10
-    result = run_grafs(task=args.task or "mnist1d", model=args.model or "mnist1d_cnn",
-                       epochs=epochs, warm_start_epochs=args.warm_start, seeds=args.seeds,
-                       recipe=args.recipe, eval_seeds=max(args.final_seeds, 1),
+    if args.list_presets:
+        print(format_presets())
+        return EXIT_OK
+    settings = get_preset(args.preset or "mnist1d_cnn")  # an unknown name lists them
+    if settings.iteration_based:
+        if args.epochs is not None:
+            raise ValueError(f"preset {settings.name} counts iterations: use --max-iters "
+                             f"and --eval-interval instead of --epochs")
+        settings = settings.replace(max_iters=args.max_iters, eval_interval=args.eval_interval,
+                                    warm_start_iterations=args.warm_start,
+                                    start_shrinking_iteration=args.shrink_start)
+    else:
+        if args.max_iters is not None or args.eval_interval is not None:
+            raise ValueError(f"preset {settings.name} counts epochs: use --epochs")
+        settings = settings.replace(epochs=args.epochs, warm_start_epochs=args.warm_start,
+                                    start_shrinking_epoch=args.shrink_start)
+    targets = tuple(t.strip() for t in args.targets.split(",")) if args.targets else None
+    # --recipe defaults to quick for every search: a preset's own recipe wins over that
+    recipe = args.recipe if args.preset is None or args.recipe != "quick" else None
+    settings = settings.replace(gradient_accumulation_steps=args.accumulation,
+                                targets=targets, task=args.task, batch_size=args.batch_size,
+                                model=MODEL_ALIASES.get(args.model, args.model), recipe=recipe)
+    if not args.quiet:
+        print(settings.describe())
+    result = run_grafs(preset=settings, seeds=args.seeds,
+                       search_train=args.subset, eval_seeds=max(args.final_seeds, 0),
                        plot=args.plot, log=(lambda *a: None) if args.quiet else print)
     print()
-    print(format_table(result["table"]))
-    print()
-    print(f"search time / one evaluation run: {result['search_seconds']:.1f} s / "
-          f"{result['evaluation_seconds']:.1f} s = {result['overhead']:.2f}")
+    for s in result["searches"]:
+        print(f"seed {s['seed']}: {s['function']}  ({s['seconds']:.1f} s)")
+    if result["table"]:
+        print()
+        print(format_table(result["table"]))
+        print()
+        print(f"search time / one evaluation run: {result['search_seconds']:.1f} s / "
+              f"{result['evaluation_seconds']:.1f} s = {result['overhead']:.2f}")
     if args.plot:
         print(f"plot: {args.plot}")
     return EXIT_OK

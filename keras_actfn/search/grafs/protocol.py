@@ -20,26 +20,51 @@ BASELINES = ("relu(x)", "x*sigmoid(x)", "gelu(x)", "elu(x)", "leaky_relu(x)")
 MODEL_ALIASES = {"cnn": "mnist1d_cnn", "mlp": "mnist1d_mlp"}
 
 
-def run_grafs(task="mnist1d", model="mnist1d_cnn", epochs=10, warm_start_epochs=1, seeds=5,
-              recipe="quick", eval_seeds=3, baselines=BASELINES, batch_size=64,
-              plot=None, log=print, **search_options):
+def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=5,
+              recipe=None, eval_seeds=3, baselines=BASELINES, batch_size=None,
+              plot=None, log=print, preset="mnist1d_cnn", search_train=None, **search_options):
     """``seeds`` GRAFS searches, then every found function and every baseline trained
-    ``eval_seeds`` times with ``recipe``. Returns a dict with ``searches`` (function,
-    seconds, history per seed), ``table`` (rows: function, mean, std, n, kind) and
-    ``overhead`` (mean search seconds / mean seconds of one ReLU evaluation run)."""
+    ``eval_seeds`` times with ``recipe`` (``eval_seeds=0``: no evaluation). Returns a dict
+    with ``searches`` (function, seconds, history per seed), ``table`` (rows: function,
+    mean, std, n, kind), ``overhead`` (mean search seconds / mean seconds of one ReLU
+    evaluation run) and ``settings`` (the :class:`GrafsSettings` used).
+
+    ``preset`` (a name of :data:`~.settings.PRESETS` or a :class:`GrafsSettings`; default
+    ``"mnist1d_cnn"``: 10 epochs of the MNIST-1D CNN) gives the model, task, recipe and
+    search settings; ``task``, ``model``, ``epochs`` (for an iteration-based preset: the
+    number of ``eval_interval`` blocks), ``warm_start_epochs`` (iterations for an
+    iteration-based preset), ``batch_size`` and ``recipe`` override it, and
+    ``search_options`` override or extend the ``grafs_search`` arguments.
+    ``search_train``: search on a class-balanced subset of that many training examples."""
     from ...data import load_task
     from ...models import build_model
     from ...train import evaluate_activation
     from .search import grafs_search
+    from .settings import GrafsSettings, get_preset
 
-    model = MODEL_ALIASES.get(model, model)
-    task_obj = load_task(task) if isinstance(task, str) else task
+    settings = preset if isinstance(preset, GrafsSettings) else get_preset(preset)
+    changes = {"model": MODEL_ALIASES.get(model, model) if model else None,
+               "task": task if isinstance(task, str) else None,
+               "batch_size": batch_size, "recipe": recipe}
+    if settings.iteration_based:
+        if epochs is not None:
+            changes["max_iters"] = int(epochs) * int(settings.eval_interval)
+        changes["warm_start_iterations"] = warm_start_epochs
+    else:
+        changes["epochs"] = epochs
+        changes["warm_start_epochs"] = warm_start_epochs
+    settings = settings.replace(**changes)
+    options = {**settings.kwargs(), **search_options}
+    model = settings.model
+    task_obj = task if task is not None and not isinstance(task, str) else load_task(
+        settings.task)
+    search_task = task_obj if search_train is None else task_obj.subset(train=int(search_train))
+    recipe = settings.recipe
     searches = []
     for seed in range(int(seeds)):
         log(f"--- GRAFS search {seed + 1}/{seeds} (seed {seed}) ---")
-        result = grafs_search(lambda: build_model(model, activation="relu", task=task_obj),
-                              task_obj, epochs=epochs, warm_start_epochs=warm_start_epochs,
-                              batch_size=batch_size, seed=seed, log=log, **search_options)
+        result = grafs_search(lambda: build_model(model, task=task_obj), search_task,
+                              **{**options, "seed": seed, "log": log})
         searches.append({"seed": seed, "function": result.function,
                          "seconds": result.seconds, "history": result.history})
         log(f"found: {result.function}  ({result.seconds:.1f} s)")
@@ -48,7 +73,8 @@ def run_grafs(task="mnist1d", model="mnist1d_cnn", epochs=10, warm_start_epochs=
 
     found = list(dict.fromkeys(s["function"] for s in searches))
     rows, eval_seconds = [], []
-    for kind, functions in (("found", found), ("baseline", list(baselines))):
+    groups = (("found", found), ("baseline", list(baselines))) if int(eval_seeds) > 0 else ()
+    for kind, functions in groups:
         for fn in functions:
             values = []
             for s in range(int(eval_seeds)):
@@ -67,7 +93,7 @@ def run_grafs(task="mnist1d", model="mnist1d_cnn", epochs=10, warm_start_epochs=
     one_eval = float(np.mean(eval_seconds)) if eval_seconds else math.nan
     return {"searches": searches, "table": rows, "search_seconds": search_s,
             "evaluation_seconds": one_eval, "overhead": search_s / one_eval
-            if one_eval and not math.isnan(one_eval) else math.nan}
+            if one_eval and not math.isnan(one_eval) else math.nan, "settings": settings}
 
 
 def format_table(rows, metric="validation accuracy"):

@@ -11,7 +11,13 @@ on the logarithmic schedule of Appendix C until each position holds one.
 
 Speed: each epoch is one call of a traced graph loop; drops only change mask variables and
 the warm start is a tensor argument, so the loop is traced once (and again only when
-``respecialize`` asks for a smaller cell).
+``respecialize`` asks for a smaller cell). Gradient accumulation is an inner graph loop over
+micro-batches summing into accumulator variables, so it adds no trace either.
+
+The paper's iteration-based language-model search (Table 9: ``max_iters``, ``eval_interval``,
+``warmstart_iterations``, ``start_shrinking_iteration``) runs as epochs of
+``steps_per_epoch = eval_interval`` iterations (see :mod:`.settings`): warm start, shrinking
+and drops only happen at those boundaries, where the traced loop is left anyway.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from ...surgery import replace_activations
 from .cell import POSITIONS, CellParameters, SearchCell, discretize
 from .schedule import drop_schedule, shrink_start, total_operations
 
-__all__ = ["GrafsResult", "grafs_search", "split_search_data"]
+__all__ = ["GrafsResult", "grafs_search", "split_search_data", "CosineWarmRestarts"]
 
 
 @dataclasses.dataclass
@@ -60,6 +66,34 @@ class GrafsResult:
     traces: int = 0
 
 
+class CosineWarmRestarts(keras.optimizers.schedules.LearningRateSchedule):
+    """Cosine annealing with warm restarts of a fixed period (SGDR, PyTorch's
+    ``CosineAnnealingWarmRestarts`` with ``T_mult=1``), per optimizer step ``t``::
+
+        lr(t) = eta_min + (lr0 - eta_min) * (1 + cos(pi * (t mod T_0) / T_0)) / 2
+
+    Step 0 (the first update) uses ``lr0``; every ``T_0`` steps the rate jumps back to it.
+    """
+
+    def __init__(self, initial_learning_rate, period, min_learning_rate=0.0):
+        super().__init__()
+        if int(period) < 1:
+            raise ValueError(f"the restart period T_0 must be >= 1, got {period}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.period = int(period)
+        self.min_learning_rate = float(min_learning_rate)
+
+    def __call__(self, step):
+        t = tf.math.floormod(tf.cast(step, tf.float32), float(self.period))
+        cosine = 0.5 * (1.0 + tf.cos(np.pi * t / float(self.period)))
+        return self.min_learning_rate + (self.initial_learning_rate
+                                         - self.min_learning_rate) * cosine
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "period": self.period,
+                "min_learning_rate": self.min_learning_rate}
+
+
 def split_search_data(x, y, train_fraction=0.75, seed=0):
     """Shuffle and split ``(x, y)`` into the search's train and validation parts."""
     n = len(x)
@@ -71,8 +105,7 @@ def split_search_data(x, y, train_fraction=0.75, seed=0):
 
 
 def _default_loss(model, task):
-    if task is not None and getattr(task, "kind", "classification") == "language_model":
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    # classification and language models alike: the registry's GPTs end in a softmax layer
     last = model.layers[-1]
     act = getattr(last, "activation", None)
     name = getattr(act, "__name__", str(act))
@@ -95,14 +128,28 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
                  targets=("relu",), original=None, anchor_strength=0.0, anchor_metric="kl",
                  positive="elu1", clip=10.0, unary=ops.GRAFS_UNARY, binary=ops.GRAFS_BINARY,
                  loss=None, seed=0, respecialize=0.75, verbose=True,
-                 log: Callable = print) -> GrafsResult:
+                 log: Callable = print, gradient_accumulation_steps=1, steps_per_epoch=None,
+                 start_shrinking_epoch=None, betas=(0.9, 0.999), weight_decay=0.0,
+                 min_learning_rate=0.0, arch_betas=(0.9, 0.999), arch_restart_period=None,
+                 arch_min_learning_rate=0.0, weight_optimizer=None) -> GrafsResult:
     """Run GRAFS on ``model`` (or a zero-argument builder of it) and ``task``.
 
     Defaults follow the ResNet20 search of Table 6: Adam(1e-3) with cosine annealing to 0
     for the weights, Adam(0.1) for the cell, a 0.75 train/validation split, one warm-start
-    epoch and shrinking from epoch 2 (``S = 2 E0``). ViT (Table 7) uses
-    ``arch_learning_rate=1e-3``. Gradient accumulation and augmentation of the paper's
-    runs are not done here.
+    epoch and shrinking from epoch 2 (``S = 2 E0``), except ``gradient_accumulation_steps``
+    (Table 6: 16; here 1). The named settings of Tables 6, 7 and 9 are in
+    :mod:`.settings` (``grafs_search(model, task, **get_preset(name).kwargs())``).
+    Augmentation (TrivialAugment in the paper) is not done here.
+
+    One iteration (one "step") is a cell step on validation data, then a weight step on
+    training data. With ``gradient_accumulation_steps = k`` each of the two is one optimizer
+    update from the gradient averaged over ``k`` micro-batches of ``batch_size`` (a fresh
+    Dirichlet draw per micro-batch): for a loss that is a mean over examples the update is
+    that of one batch of ``k * batch_size``. The cell step accumulates too, because the
+    tables give one ``gradient_accumulation_steps`` for the whole search, whose purpose is
+    the effective batch (Table 6: 32 x 16 = 512 = Table 8's evaluation batch); accumulating
+    only the weights would give the cell ``k`` noisy small-batch updates (at Adam(0.1)) per
+    weight update instead of DrNAS's one-to-one alternation.
 
     Args:
         model: a built functional/sequential Keras model, or a callable returning one.
@@ -124,11 +171,32 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
             way (dropped operators have weight exactly 0); only the random streams of the
             Dirichlet draws change with a new trace.
         verbose, log: print one progress line per epoch with ``log``.
+        gradient_accumulation_steps: ``k`` micro-batches per optimizer update (see above).
+        steps_per_epoch: iterations per epoch; ``None``: one pass over the search-train part
+            (``len // (batch_size * k)``). Set it for the iteration-based settings of
+            Table 9 (an "epoch" is then ``eval_interval`` iterations drawn from an endless
+            shuffled stream).
+        start_shrinking_epoch: ``S``, the first epoch with drops (default ``2 E0``).
+        betas, weight_decay, min_learning_rate: the weights' optimizer: Adam (AdamW when
+            ``weight_decay > 0``) with cosine annealing from ``learning_rate`` to
+            ``min_learning_rate`` over all iterations.
+        arch_betas, arch_restart_period, arch_min_learning_rate: the cell's Adam; with a
+            restart period ``T_0`` (in iterations) its rate follows
+            :class:`CosineWarmRestarts` down to ``arch_min_learning_rate`` (Table 9),
+            else it is constant.
+        weight_optimizer: a Keras optimizer for the weights instead of the Adam above (its
+            own learning rate is used).
     """
     start_time = time.perf_counter()
     if epochs < 1 or not 0 <= warm_start_epochs <= epochs:
         raise ValueError(f"need epochs >= 1 and 0 <= warm_start_epochs <= epochs; got "
                          f"{epochs} and {warm_start_epochs}")
+    accumulate = int(gradient_accumulation_steps)
+    if accumulate < 1:
+        raise ValueError(f"gradient_accumulation_steps must be >= 1, got "
+                         f"{gradient_accumulation_steps}")
+    if steps_per_epoch is not None and int(steps_per_epoch) < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
     keras.utils.set_random_seed(seed)
     if not isinstance(model, keras.Model) and callable(model):
         model = model()
@@ -142,59 +210,111 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
     (xt, yt), (xv, yv) = split_search_data(np.asarray(x), np.asarray(y), train_fraction, seed)
     preprocess = task.preprocess
     batch = min(batch_size, len(xt), len(xv))
+    per_epoch = steps_per_epoch is None  # else: an endless stream, as nanoGPT samples
+    if steps_per_epoch is None:
+        steps_per_epoch = len(xt) // (batch * accumulate)
+        if steps_per_epoch < 1:
+            raise ValueError(f"one iteration takes {accumulate} x {batch} examples but the "
+                             f"search-train part has {len(xt)}; lower batch_size or "
+                             f"gradient_accumulation_steps, or set steps_per_epoch")
+    steps_per_epoch = int(steps_per_epoch)
 
     def batches(xs, ys, shuffle_seed, per_epoch):
         ds = tf.data.Dataset.from_tensor_slices((xs, ys)).shuffle(len(xs), seed=shuffle_seed,
                                                                    reshuffle_each_iteration=True)
         if per_epoch:  # whole epochs of whole batches: a fresh order every epoch
-            ds = ds.batch(batch, drop_remainder=True).repeat()
+            ds = ds.batch(batch, drop_remainder=True).take(steps_per_epoch * accumulate)
+            ds = ds.repeat()
         else:  # an endless stream of batches
             ds = ds.repeat().batch(batch, drop_remainder=True)
         if preprocess is not None:
             ds = ds.map(lambda a, b: (preprocess(a), b))
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    train_iter = iter(batches(xt, yt, seed, per_epoch=True))
+    train_iter = iter(batches(xt, yt, seed, per_epoch=per_epoch))
     valid_iter = iter(batches(xv, yv, seed + 1, per_epoch=False))
-    steps_per_epoch = len(xt) // batch
 
     arch_vars = params.search_variables
     arch_ids = {id(v) for v in arch_vars}
     weight_vars = [v for v in search_model.trainable_variables if id(v) not in arch_ids]
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch,
-                                                      alpha=0.0)
-    weight_opt = keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999)
-    arch_opt = keras.optimizers.Adam(arch_learning_rate, beta_1=0.9, beta_2=0.999)
+    total_steps = epochs * steps_per_epoch
+    if weight_optimizer is None:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            learning_rate, total_steps, alpha=float(min_learning_rate) / float(learning_rate))
+        if weight_decay:
+            weight_opt = keras.optimizers.AdamW(schedule, weight_decay=weight_decay,
+                                                beta_1=betas[0], beta_2=betas[1])
+        else:
+            weight_opt = keras.optimizers.Adam(schedule, beta_1=betas[0], beta_2=betas[1])
+    else:
+        weight_opt = weight_optimizer
+    arch_rate = arch_learning_rate if arch_restart_period is None else CosineWarmRestarts(
+        arch_learning_rate, arch_restart_period, arch_min_learning_rate)
+    arch_opt = keras.optimizers.Adam(arch_rate, beta_1=arch_betas[0], beta_2=arch_betas[1])
     weight_opt.build(weight_vars)
     arch_opt.build(arch_vars)
 
-    def update(xb, yb, variables, optimizer, with_anchor):
+    def gradients(xb, yb, variables, with_anchor):
         with tf.GradientTape() as tape:
             out = search_model(xb, training=True)
             value = loss_fn(yb, out)
             total = value
             if with_anchor and anchor_strength:
                 total = total + params.anchor_penalty(anchor_strength, anchor_metric)
-        grads = tape.gradient(total, variables)
-        optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
-        return tf.cast(value, tf.float32)
+        return tape.gradient(total, variables), tf.cast(value, tf.float32)
+
+    def update(iterator, variables, optimizer, with_anchor, use_original):
+        """One optimizer step; ``use_original`` is set only while the model is called."""
+        def step():
+            xb, yb = next(iterator)
+            params.use_original = use_original
+            try:
+                return gradients(xb, yb, variables, with_anchor)
+            finally:
+                params.use_original = False
+
+        if accumulate == 1:
+            grads, value = step()
+            optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables)
+                                       if g is not None])
+            return value
+        # k micro-batches in a graph loop, summed into accumulator variables; which
+        # variables get a gradient is known once the loop body is traced
+        sums = accumulators[id(optimizer)]
+        connected = []
+
+        def body(j, value_sum):
+            grads, value = step()
+            connected[:] = [i for i, g in enumerate(grads) if g is not None]
+            deps = [sums[i].assign_add(tf.convert_to_tensor(grads[i])) for i in connected]
+            with tf.control_dependencies(deps):
+                return j + 1, value_sum + value
+
+        _, value_sum = tf.while_loop(lambda j, _: j < accumulate, body,
+                                     (tf.constant(0), tf.constant(0.0)))
+        with tf.control_dependencies([value_sum]):
+            mean = [(sums[i].read_value() / accumulate, variables[i]) for i in connected]
+        optimizer.apply_gradients(mean)
+        with tf.control_dependencies([g for g, _ in mean]):
+            for i in connected:
+                sums[i].assign(tf.zeros_like(sums[i]))
+        return value_sum / accumulate
+
+    accumulators = {}
+    if accumulate > 1:
+        for opt, variables in ((arch_opt, arch_vars), (weight_opt, weight_vars)):
+            accumulators[id(opt)] = [tf.Variable(tf.zeros_like(v), trainable=False)
+                                     for v in variables]
 
     def make_epoch():
-        """One epoch in one call: ``steps`` x (a cell step on a validation batch, then a
-        weight step on a training batch), as a graph loop. The active operators are mask
-        variables and ``warm`` (the weight steps use the original activation) is a tensor,
-        so neither drops nor the end of the warm start need a new trace."""
+        """One epoch in one call: ``steps`` x (a cell step on validation data, then a weight
+        step on training data), as a graph loop. The active operators are mask variables
+        and ``warm`` (the weight steps use the original activation) is a tensor, so neither
+        drops nor the end of the warm start need a new trace."""
         def run(steps, warm):
             def body(i, arch_sum, weight_sum):
-                xvb, yvb = next(valid_iter)
-                params.use_original = False
-                arch_loss = update(xvb, yvb, arch_vars, arch_opt, True)
-                xb, yb = next(train_iter)
-                params.use_original = warm
-                try:
-                    weight_loss = update(xb, yb, weight_vars, weight_opt, False)
-                finally:
-                    params.use_original = False
+                arch_loss = update(valid_iter, arch_vars, arch_opt, True, False)
+                weight_loss = update(train_iter, weight_vars, weight_opt, False, warm)
                 return i + 1, arch_sum + arch_loss, weight_sum + weight_loss
 
             zero = tf.constant(0.0)
@@ -205,7 +325,10 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
 
         return tf.function(run, autograph=False)
 
-    start = shrink_start(warm_start_epochs)
+    start = shrink_start(warm_start_epochs) if start_shrinking_epoch is None else int(
+        start_shrinking_epoch)
+    if start < 1:
+        raise ValueError(f"start_shrinking_epoch must be >= 1, got {start_shrinking_epoch}")
     # a search shorter than S never shrinks; its result is the argmax of the full cell
     drops = {} if start > epochs else drop_schedule(
         total_operations(params.position_sizes), len(POSITIONS), start, epochs)
