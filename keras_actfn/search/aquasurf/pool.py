@@ -112,12 +112,13 @@ class CandidatePool:
             None: all.
         regrow: re-embed when the ready prefix has grown by this fraction.
         chunk: functions per background task.
-        progress: a stream for progress lines (default stderr); None: quiet.
+        progress: a stream for progress lines, True (default: the current ``sys.stderr``)
+            or None/False (quiet).
     """
 
     def __init__(self, texts, outputs, features: str = "both", fim: FimFeatures | None = None,
                  store=None, first=(), seed: int = 0, limit: int | None = None,
-                 regrow: float = 0.25, chunk: int = 16, progress=sys.stderr):
+                 regrow: float = 0.25, chunk: int = 16, progress=True):
         if features not in ("both", "fim", "outputs"):
             raise ValueError(f"features must be 'both', 'fim' or 'outputs', got {features!r}")
         if features != "outputs" and fim is None:
@@ -156,9 +157,11 @@ class CandidatePool:
             self.store.put_features(self.fim.kind, new.items())
 
     def _say(self, message):
-        if self.stream is not None:
-            self.stream.write(message + "\n")
-            self.stream.flush()
+        if self.stream is None or self.stream is False:
+            return
+        stream = sys.stderr if self.stream is True else self.stream
+        stream.write(message + "\n")
+        stream.flush()
 
     def missing(self, count: int | None = None) -> list:
         """Functions among the first ``count`` of the order (all: None) still lacking FIM
