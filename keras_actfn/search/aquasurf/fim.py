@@ -829,11 +829,20 @@ class _Hooks:
 
 # ----------------------------------------------------------------------------- eigenvalues
 
+def _eigvalsh(m64):
+    """Eigenvalues of symmetric float64 matrices: TensorFlow on a GPU; on a CPU-only
+    machine LAPACK through NumPy, ~2x faster than TensorFlow's CPU kernel here (the same
+    symmetric solver family; results agree to float64 round-off)."""
+    if tf.config.list_logical_devices("GPU") or not tf.executing_eagerly():
+        return tf.linalg.eigvalsh(m64)
+    return tf.constant(np.linalg.eigvalsh(m64.numpy()))
+
+
 def _log_eigs(matrix, rtol):
     """Log eigenvalues of symmetric PSD ``matrix`` (or a stack), numerically-zero floored."""
     m64 = tf.cast(matrix, tf.float64)
     m64 = 0.5 * (m64 + tf.linalg.matrix_transpose(m64))
-    eig = tf.linalg.eigvalsh(m64)
+    eig = _eigvalsh(m64)
     n = int(matrix.shape[-1])
     tol = rtol if rtol is not None else max(n, 100) * float(np.finfo(np.float32).eps)
     top = tf.reduce_max(eig, axis=-1, keepdims=True)
