@@ -31,6 +31,16 @@ GID_EVALUATED = "space-evaluated"    # the evaluated candidates, coloured
 GID_BEST = "space-best"              # the best evaluated candidate
 
 
+def _umap_axes(ax, title):
+    """Axes of a map of the surrogate space: UMAP coordinates carry no units."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("UMAP 1")
+    ax.set_ylabel("UMAP 2")
+    if title:
+        ax.set_title(title)
+
+
 def _figure(figsize):
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
@@ -114,12 +124,7 @@ def plot_embedding(coords, values=None, path=None, *, labels=None, title=None,
                    edgecolors="red", linewidths=1.5, gid=GID_LABELS)
         ax.annotate(name, (coords[row, 0], coords[row, 1]), xytext=(4, 4),
                     textcoords="offset points", fontsize="small", color="red")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_xlabel("UMAP 1")
-    ax.set_ylabel("UMAP 2")
-    if title:
-        ax.set_title(title)
+    _umap_axes(ax, title)
     if missing.any():
         ax.legend(loc="best", fontsize="small", markerscale=2)
     fig.tight_layout()
@@ -225,12 +230,7 @@ def plot_space_map(coords, evaluated, values=None, path=None, *, color_by="value
         best = evaluated[int(np.nanargmax(values))]
         ax.scatter([coords[best, 0]], [coords[best, 1]], s=220, marker="*", color="red",
                    edgecolors="black", linewidths=0.6, gid=GID_BEST, label="best", zorder=5)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_xlabel("UMAP 1")
-    ax.set_ylabel("UMAP 2")
-    if title:
-        ax.set_title(title)
+    _umap_axes(ax, title)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     return _save(fig, path)
