@@ -224,39 +224,26 @@ def fim_entry(result) -> dict:
 
 class FisherEvaluator:
     """Picklable evaluator: ``evaluator(text, seed=...)`` then the FIM features of the same
-    function on ``model`` / ``task`` (one batch at AutoInit, :func:`activation_fim_features`),
-    stored in ``record.info`` (``fisher_cdf``, ``fisher_layers``, ``fisher_valid``,
-    ``fisher_reason``, ``fisher_s``) so a benchmark build journals both in one pass.
-    A FIM that cannot be computed leaves ``fisher_cdf`` null and says why."""
+    function on ``model`` / ``task`` (one batch at AutoInit, computed by
+    :class:`~keras_actfn.search.aquasurf.pool.FimFeatures`), stored in ``record.info``
+    (``fisher_cdf``, ``fisher_layers``, ``fisher_valid``, ``fisher_reason``, ``fisher_s``)
+    so a benchmark build journals both in one pass. A FIM that cannot be computed leaves
+    ``fisher_cdf`` null and says why."""
 
     def __init__(self, evaluator, model: str = "mnist1d_cnn", task: str = "mnist1d",
                  batch: int = 128, fim_seed: int = 0):
-        self.evaluator, self.model, self.task = evaluator, model, task
-        self.batch, self.fim_seed = int(batch), int(fim_seed)
-        self._task = None
+        from .pool import FimFeatures  # noqa: PLC0415
 
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_task"} | {"_task": None}
+        self.evaluator = evaluator
+        self.features = FimFeatures(model=model, task=task, batch=batch, seed=fim_seed)
 
     def __call__(self, text, seed: int = 0):
         import time  # noqa: PLC0415
 
-        from ...data import load_task  # noqa: PLC0415
-        from .fim import activation_fim_features  # noqa: PLC0415
-
         record = self.evaluator(text, seed=seed)
         start = time.perf_counter()
-        try:
-            if self._task is None:
-                self._task = load_task(self.task) if isinstance(self.task, str) else self.task
-            result = activation_fim_features(text, self.model, self._task, batch=self.batch,
-                                             seed=self.fim_seed)
-            entry = fim_entry(result)
-            record.info.update({f"fisher_{key}": value for key, value in entry.items()})
-        except Exception as err:  # noqa: BLE001 -- an unbuildable function has no FIM
-            record.info["fisher_cdf"] = None
-            record.info["fisher_valid"] = False
-            record.info["fisher_reason"] = f"{type(err).__name__}: {err}"
+        (entry,) = self.features([text])
+        record.info.update({f"fisher_{key}": value for key, value in entry.items()})
         record.info["fisher_s"] = round(time.perf_counter() - start, 4)
         return record
 
