@@ -43,7 +43,7 @@ def test_cafe_settings():
         r = get_recipe(name)
         assert (r.model, r.task, r.epochs) == ("wrn_28_10", "cifar10", epochs)
         assert (r.optimizer, r.momentum, r.nesterov, r.dropout) == ("sgd", 0.9, True, 0.3)
-        assert parse_augment(r.augment) == (True, 0)  # horizontal flips only in A.1
+        assert parse_augment(r.augment) == (True, 0, False)  # horizontal flips only in A.1
         assert r.threshold is None
     assert get_recipe("cafe_wrn_40_4_search").model == "wrn_40_4"
     assert get_recipe("cafe_wrn_40_4_final").task == "cifar100"
@@ -80,15 +80,15 @@ def test_pangaea_schedules(name, epoch, expected):
 def test_pangaea_settings():
     wrn = get_recipe("pangaea_wrn_10_4_final")
     assert (wrn.epochs, wrn.nesterov, wrn.dropout, wrn.l2) == (200, True, 0.3, 5e-4)
-    assert parse_augment(wrn.augment) == (True, 4)
+    assert parse_augment(wrn.augment) == (True, 4, False)
     assert get_recipe("pangaea_wrn_10_4_search").epochs == 100
     res = get_recipe("pangaea_resnet_v1_56_final")
     assert (res.epochs, res.momentum, res.nesterov, res.dropout, res.l2) == \
         (200, 0.9, False, None, 1e-4)
-    assert parse_augment(res.augment) == (True, 4)
+    assert parse_augment(res.augment) == (True, 4, False)
     cnn = get_recipe("pangaea_all_cnn_c_final")
     assert (cnn.epochs, cnn.dropout, cnn.l2) == (350, 0.5, 1e-3)
-    assert parse_augment(cnn.augment) == (True, 5)
+    assert parse_augment(cnn.augment) == (True, 5, False)
     for name in RECIPES:
         if name.startswith("pangaea_"):
             r = get_recipe(name)
@@ -105,7 +105,7 @@ def test_autoinit_recipes():
         ("cifar10", 350, 0.9, 0.5, 1e-3)
     assert cnn.learning_rate(0) == 0.01 and cnn.learning_rate(300) == approx(1e-5)
     res = get_recipe("autoinit_resnet_v1_56")
-    assert (res.l2, res.dropout, parse_augment(res.augment)) == (1e-4, None, (True, 4))
+    assert (res.l2, res.dropout, parse_augment(res.augment)) == (1e-4, None, (True, 4, False))
     # §5.9: linearly to 0.1 over five epochs, linearly down for 20; All-CNN-C decay / 10
     sc = get_recipe("autoinit_superconvergence_all_cnn_c")
     assert (sc.epochs, sc.l2) == (25, 1e-4)
@@ -136,11 +136,12 @@ def test_aquasurf_cifar_recipes(name, epochs):
     assert r.learning_rate(5 + (epochs - 5) / 2) == approx(0.05)
     assert r.learning_rate(epochs) == approx(0.0, abs=1e-15)
     if "all_cnn_c" in name:
-        assert (r.model, r.dropout, parse_augment(r.augment)) == ("all_cnn_c", 0.5, (True, 4))
+        assert (r.model, r.dropout, parse_augment(r.augment)) == \
+            ("all_cnn_c", 0.5, (True, 4, False))
         assert dict(r.task_options)["normalize"] is True
     else:
         assert (r.model, r.dropout, parse_augment(r.augment)) == \
-            ("resnet_v1_56", None, (True, 5))
+            ("resnet_v1_56", None, (True, 5, False))
         assert dict(r.task_options)["normalize"] is False
 
 
@@ -248,9 +249,9 @@ def test_replace_and_validation():
 def test_parse_augment():
     assert parse_augment(None) is None and parse_augment("none") is None
     assert parse_augment("task") == "task"
-    assert parse_augment("flip") == (True, 0)
-    assert parse_augment("pad5") == (False, 5)
-    assert parse_augment("flip+pad4") == (True, 4)
+    assert parse_augment("flip") == (True, 0, False)
+    assert parse_augment("pad5") == (False, 5, False)
+    assert parse_augment("flip+pad4") == (True, 4, False)
 
 
 def test_every_recipe_names_a_registered_model_and_task():

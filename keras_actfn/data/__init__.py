@@ -4,7 +4,8 @@ tensorflow-datasets tasks (``cifar10``, ``cifar100``, ``svhn_cropped``, ``mnist`
 ``imagenette``) load from a local ``data_dir``; ``text`` and ``tinystories`` from a local file.
 A missing dataset raises :class:`DatasetUnavailableError` saying how to provide it."""
 
-from .augment import FlipAndCrop, make_augment, random_flip_left_right, random_pad_crop
+from .augment import (FlipAndCrop, TrivialAugment, make_augment, random_flip_left_right,
+                      random_pad_crop, trivial_augment)
 from .embedded import balanced_split, load_digits, load_mnist1d
 from .tasks import SPLITS, TASK_LOADERS, DatasetUnavailableError, Task, load_task
 from .text import decode as decode_text
@@ -14,4 +15,5 @@ from .tfds_tasks import TFDS_TASKS, Standardize, balanced_validation_split, chan
 __all__ = ["Task", "load_task", "TASK_LOADERS", "SPLITS", "DatasetUnavailableError",
            "load_mnist1d", "load_digits", "balanced_split", "balanced_validation_split",
            "channel_statistics", "Standardize", "TFDS_TASKS", "make_augment", "FlipAndCrop",
+           "TrivialAugment", "trivial_augment",
            "random_flip_left_right", "random_pad_crop", "decode_text", "encode_text"]
