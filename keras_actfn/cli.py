@@ -480,6 +480,9 @@ def _search_arguments(p):
                    help="grafs: activations the search cells replace (default: the preset's)")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="grafs: operator weights over epochs of the first search")
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="grafs: save each search after every epoch in DIR/seed<S>; run the "
+                        "same command again to resume")
     p.add_argument("--regressor", choices=("knr", "rfr", "svr", "random"), default=None,
                    help="aquasurf: the surrogate regressor (default knr; random: random search)")
     p.add_argument("--features", choices=("both", "fim", "outputs"), default=None,
@@ -526,7 +529,8 @@ def _search_grafs(args) -> int:
         print(settings.describe())
     result = run_grafs(preset=settings, seeds=args.seeds,
                        search_train=args.subset, eval_seeds=max(args.final_seeds, 0),
-                       plot=args.plot, log=(lambda *a: None) if args.quiet else print)
+                       plot=args.plot, log=(lambda *a: None) if args.quiet else print,
+                       checkpoint=args.checkpoint)
     print()
     for s in result["searches"]:
         print(f"seed {s['seed']}: {s['function']}  ({s['seconds']:.1f} s)")

@@ -1,5 +1,7 @@
 """GRAFS search loop: a smoke run on the MNIST-1D CNN with a tiny subset."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,74 @@ def test_respecialize_retraces_with_only_the_active_operators(task):
     assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["valid_loss"])
                for h in result.history)
     parse(result.function)
+
+
+def test_augment_reaches_both_parts_of_the_split(task):
+    # an "augmentation" that relabels every example as class 0: when it is applied to the
+    # search batches, both losses fall far below chance (ln 10 = 2.30) within two epochs,
+    # which the unaugmented, 10-class search cannot do
+    import tensorflow as tf
+
+    def to_class_zero(x, y, seed):
+        return x, tf.zeros_like(y)
+
+    # (a weight learning rate of 1e-2 lets the last layer's bias alone learn the constant)
+    kwargs = dict(epochs=2, warm_start_epochs=1, batch_size=32, seed=0, verbose=False,
+                  learning_rate=1e-2)
+    relabelled = grafs_search(mnist1d_cnn(), task, augment=to_class_zero, **kwargs)
+    plain = grafs_search(mnist1d_cnn(), task, **kwargs)
+    last, base = relabelled.history[-1], plain.history[-1]
+    assert last["train_loss"] < 0.3 and last["valid_loss"] < 0.3, last
+    assert base["train_loss"] > 1.0 and base["valid_loss"] > 1.0, base
+
+
+def test_augment_specs(task):
+    from keras_actfn.data.augment import TrivialAugment
+    from keras_actfn.search.grafs.search import _augmentation
+
+    assert _augmentation(None, task) is None and _augmentation("none", task) is None
+    with pytest.raises(ValueError, match="augments images"):
+        _augmentation("trivialaugment", task)  # MNIST-1D is not an image task
+    image = type("T", (), {"input_shape": (8, 8, 3), "name": "img", "preprocess": None,
+                           "augment": None})()
+    fn = _augmentation("TrivialAugment", image)
+    assert isinstance(fn, TrivialAugment)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        _augmentation("mixup", image)
+
+
+def test_checkpoint_resumes_after_the_last_saved_epoch(task, tmp_path):
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_epoch_2(line):
+        if line.startswith("GRAFS epoch 2/"):
+            raise Interrupt
+
+    kwargs = dict(epochs=3, warm_start_epochs=1, batch_size=32, seed=0, respecialize=1.0,
+                  checkpoint=tmp_path / "run")
+    with pytest.raises(Interrupt):
+        grafs_search(mnist1d_cnn(), task, log=stop_after_epoch_2, **kwargs)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["epoch"] == 2 and [len(a) for a in state["active"]] == [1] * 6
+    steps = int(len(task.arrays("train")[0]) * 0.75) // 32
+    assert state["history"][-1]["updates"] == 2 * steps
+
+    lines = []
+    resumed = grafs_search(mnist1d_cnn(), task, log=lines.append, **kwargs)
+    assert lines[0].startswith("GRAFS: resumed") and len(lines) == 2  # the note + epoch 3
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert [h["dropped"] for h in resumed.history] == [0, 104, 0]
+    assert resumed.history[:2] == [{**h, "weights": resumed.history[i]["weights"]}
+                                   for i, h in enumerate(state["history"])]
+    # the optimizer's state came back: this call made one epoch of updates, the count is 3
+    assert resumed.history[-1]["updates"] == 3 * steps
+    assert resumed.parameters.operators_left() == [1] * 6
+    # a finished search returns its saved result without training
+    again = grafs_search(mnist1d_cnn(), task, log=lines.append, **kwargs)
+    assert again.function == resumed.function and again.history[-1]["epoch"] == 3
+    np.testing.assert_array_equal(again.parameters.unary_logits.numpy(),
+                                  resumed.parameters.unary_logits.numpy())
+    # other settings are refused, naming what differs
+    with pytest.raises(ValueError, match="learning_rate: saved 0.001, now 0.5"):
+        grafs_search(mnist1d_cnn(), task, learning_rate=0.5, **kwargs)

@@ -117,7 +117,8 @@ def test_presets_equal_the_tables():
     assert (r.learning_rate, r.betas, r.min_learning_rate) == (0.001, (0.9, 0.999), 0.0)
     assert (r.train_fraction, r.arch_learning_rate, r.arch_betas) == (0.75, 0.1, (0.9, 0.999))
     assert (r.warm_start_epochs, r.start_shrinking_epoch, r.weight_decay) == (1, 2, 0.0)
-    assert "Table 6" in r.source and "TrivialAugment" in r.notes and "not" in r.notes
+    assert "Table 6" in r.source and "TrivialAugment" in r.notes
+    assert r.kwargs()["augment"] == "trivialaugment"
     v = get_preset("vit_tiny_cifar10")  # Table 7
     assert (v.model, v.task, v.augmentation) == ("vit_tiny", "cifar10", "TrivialAugment")
     assert (v.epochs, v.batch_size, v.gradient_accumulation_steps) == (50, 128, 4)
@@ -188,17 +189,29 @@ def test_cli_lists_presets_and_rejects_unknown(capsys):
     assert "resnet20_cifar10" in err and "minigpt_tinystories" in err
 
 
-def test_cli_preset_scaled_down_on_mnist1d(capsys):
+def test_cli_preset_scaled_down_on_mnist1d(capsys, tmp_path):
     """Table 6's preset with the flags overriding it: the MNIST-1D CNN, 2 epochs, 400
-    training examples, batch 8 x 4 accumulated, no evaluation; well under a minute."""
+    training examples, batch 8 x 4 accumulated, no evaluation; well under a minute. The
+    preset's TrivialAugment is left out (MNIST-1D is not images), and a rerun with the same
+    --checkpoint finds the search finished."""
+    argv = ["search", "grafs", "--preset", "resnet20_cifar10", "--task", "mnist1d",
+            "--model", "cnn", "--epochs", "2", "--subset", "400", "--batch-size", "8",
+            "--accumulation", "4", "--seeds", "1", "--final-seeds", "0",
+            "--checkpoint", str(tmp_path / "ckpt")]
     start = time.perf_counter()
-    code = main(["search", "grafs", "--preset", "resnet20_cifar10", "--task", "mnist1d",
-                 "--model", "cnn", "--epochs", "2", "--subset", "400", "--batch-size", "8",
-                 "--accumulation", "4", "--seeds", "1", "--final-seeds", "0"])
+    code = main(argv)
     seconds = time.perf_counter() - start
     assert code == 0
     out = capsys.readouterr().out
     assert "resnet20_cifar10: mnist1d_cnn on mnist1d, batch 8 x 4, 2 epochs" in out
-    assert "Table 6" in out
+    assert "Table 6" in out and "not augmented" in out
     assert "GRAFS epoch 2/2 [search]" in out and "seed 0: " in out
     assert seconds < 60
+    found = [line for line in out.splitlines() if line.startswith("seed 0: ")]
+    assert (tmp_path / "ckpt" / "seed0" / "state.json").exists()
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert "resumed from" in again and "after epoch 2/2" in again
+    assert "GRAFS epoch" not in again
+    assert [line for line in again.splitlines() if line.startswith("seed 0: ")][0].split(
+        "  (")[0] == found[0].split("  (")[0]

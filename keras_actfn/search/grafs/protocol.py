@@ -22,7 +22,8 @@ MODEL_ALIASES = {"cnn": "mnist1d_cnn", "mlp": "mnist1d_mlp"}
 
 def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=5,
               recipe=None, eval_seeds=3, baselines=BASELINES, batch_size=None,
-              plot=None, log=print, preset="mnist1d_cnn", search_train=None, **search_options):
+              plot=None, log=print, preset="mnist1d_cnn", search_train=None, checkpoint=None,
+              **search_options):
     """``seeds`` GRAFS searches, then every found function and every baseline trained
     ``eval_seeds`` times with ``recipe`` (``eval_seeds=0``: no evaluation). Returns a dict
     with ``searches`` (function, seconds, history per seed), ``table`` (rows: function,
@@ -35,7 +36,12 @@ def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=
     number of ``eval_interval`` blocks), ``warm_start_epochs`` (iterations for an
     iteration-based preset), ``batch_size`` and ``recipe`` override it, and
     ``search_options`` override or extend the ``grafs_search`` arguments.
-    ``search_train``: search on a class-balanced subset of that many training examples."""
+    ``search_train``: search on a class-balanced subset of that many training examples.
+    ``checkpoint``: a directory; search ``s`` saves its state in ``<checkpoint>/seed<s>`` after
+    every epoch, and a rerun resumes each search where it stopped (finished ones return at
+    once)."""
+    import os
+
     from ...data import load_task
     from ...models import build_model
     from ...train import evaluate_activation
@@ -59,12 +65,19 @@ def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=
     task_obj = task if task is not None and not isinstance(task, str) else load_task(
         settings.task)
     search_task = task_obj if search_train is None else task_obj.subset(train=int(search_train))
+    if "augment" not in search_options and options.get("augment") and len(
+            search_task.input_shape) != 3:  # a preset's image augmentation on another task
+        log(f"note: {settings.name}'s augmentation ({settings.augmentation}) is for images; "
+            f"task {search_task.name!r} is not one, so the search data are not augmented")
+        options.pop("augment")
     recipe = settings.recipe
     searches = []
     for seed in range(int(seeds)):
         log(f"--- GRAFS search {seed + 1}/{seeds} (seed {seed}) ---")
+        where = None if checkpoint is None else os.path.join(os.fspath(checkpoint),
+                                                             f"seed{seed}")
         result = grafs_search(lambda: build_model(model, task=task_obj), search_task,
-                              **{**options, "seed": seed, "log": log})
+                              **{**options, "seed": seed, "log": log, "checkpoint": where})
         searches.append({"seed": seed, "function": result.function,
                          "seconds": result.seconds, "history": result.history})
         log(f"found: {result.function}  ({result.seconds:.1f} s)")

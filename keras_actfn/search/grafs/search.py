@@ -10,9 +10,12 @@ weight steps use the original activation. From epoch ``S = 2 E0`` on, operators 
 on the logarithmic schedule of Appendix C until each position holds one.
 
 Speed: each epoch is one call of a traced graph loop; drops only change mask variables and
-the warm start is a tensor argument, so the loop is traced once (and again only when
-``respecialize`` asks for a smaller cell). Gradient accumulation is an inner graph loop over
-micro-batches summing into accumulator variables, so it adds no trace either.
+the warm start is a tensor choosing between two traced weight steps (the warm one runs the
+plain network), so the loop is traced once (and again only when ``respecialize`` asks for a
+smaller cell). Every cell of the network calls one traced cell function
+(:meth:`CellParameters.cell_function`), so the cell is traced once per trace of the loop,
+not once per site and step. Gradient accumulation is an inner graph loop over micro-batches
+summing into accumulator variables, so it adds no trace either.
 
 The paper's iteration-based language-model search (Table 9: ``max_iters``, ``eval_interval``,
 ``warmstart_iterations``, ``start_shrinking_iteration``) runs as epochs of
@@ -23,6 +26,8 @@ and drops only happen at those boundaries, where the traced loop is left anyway.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
 from typing import Callable
 
@@ -51,7 +56,8 @@ class GrafsResult:
             ``dropped``, ``operators_left``, ``train_loss``, ``valid_loss``, ``argmax``
             (the current discretized function), ``weights`` (expected operator weights
             per position, over the full operator lists), ``seconds`` (the epoch's wall
-            time) and ``trace_seconds`` (the part spent tracing its loop, 0 if none).
+            time), ``trace_seconds`` (the part spent tracing its loop and setting the
+            graph up, 0 if none) and ``updates`` (weight updates so far).
         seconds: wall-clock time of the search.
         traces: how many times the epoch loop was traced (1, plus one per
             ``respecialize``).
@@ -113,6 +119,92 @@ def _default_loss(model, task):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
 
 
+def _search_config(locals_):
+    """The settings a checkpoint must match, as JSON values (callables by name)."""
+    def plain(value):
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        return getattr(value, "__name__", type(value).__name__)
+    return {key: plain(value) for key, value in sorted(locals_.items())}
+
+
+class _Checkpoint:
+    """A search's state in a directory: ``state.json`` (the epoch, the active and computed
+    operators, the history, the settings) pointing at a ``tf.train.Checkpoint`` of the
+    variables. The checkpoint of an epoch is written before the state that names it, and
+    older ones are removed after, so a crash at any point leaves a complete pair."""
+
+    def __init__(self, directory, config):
+        self.directory = os.fspath(directory)
+        self.config = config
+        self.path = os.path.join(self.directory, "state.json")
+        self.state = None
+        self.objects = None
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                self.state = json.load(f)
+            old = self.state["config"]
+            differ = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+            if differ:
+                details = ", ".join(f"{k}: saved {old.get(k)!r}, now {config.get(k)!r}"
+                                    for k in differ)
+                raise ValueError(f"checkpoint {self.directory} is of a search with other "
+                                 f"settings ({details}); use another directory")
+
+    def track(self, **objects):
+        self.objects = tf.train.Checkpoint(**objects)
+
+    def save(self, epoch, params, traces, history):
+        os.makedirs(self.directory, exist_ok=True)
+        prefix = self.objects.write(os.path.join(self.directory, f"epoch-{epoch}"))
+        records = [{**h, "weights": [np.asarray(w).tolist() for w in h["weights"]]}
+                   for h in history]
+        state = {"epoch": epoch, "checkpoint": os.path.basename(prefix), "traces": traces,
+                 "active": params.active, "computed": params.computed,
+                 "history": records, "config": self.config}
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, self.path)
+        previous = self.state and self.state.get("checkpoint")
+        self.state = state
+        if previous and previous != state["checkpoint"]:
+            for name in os.listdir(self.directory):
+                if name.startswith(previous + "."):
+                    os.remove(os.path.join(self.directory, name))
+
+    def restore(self, params):
+        """Load the variables and the cell structure; return (next epoch, traces, history)."""
+        state = self.state
+        self.objects.read(os.path.join(self.directory, state["checkpoint"])).expect_partial()
+        params.active = state["active"]
+        params._computed = [list(c) for c in state["computed"]]
+        history = [{**h, "weights": [np.asarray(w, dtype=np.float32) for w in h["weights"]]}
+                   for h in state["history"]]
+        return int(state["epoch"]) + 1, int(state["traces"]), history
+
+
+def _augmentation(augment, task):
+    """``grafs_search``'s ``augment`` as a batch function (or ``None``)."""
+    if augment is None or callable(augment):
+        return augment
+    from ...data.augment import make_augment
+    from ...train.recipes import AugmentSpec, parse_augment
+
+    spec = parse_augment(augment)
+    if spec == "task":
+        return task.augment
+    if isinstance(spec, AugmentSpec):
+        if len(task.input_shape) != 3:
+            raise ValueError(f"augment={augment!r} augments images, but task {task.name!r} "
+                             f"has inputs of shape {task.input_shape}")
+        return make_augment(flip=spec.flip, pad=spec.pad, trivialaugment=spec.trivialaugment,
+                            preprocess=task.preprocess)
+    return None
+
+
 def _original_name(targets):
     names = [targets] if isinstance(targets, str) else list(targets) if not callable(targets) else []
     for name in names:
@@ -131,7 +223,8 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
                  log: Callable = print, gradient_accumulation_steps=1, steps_per_epoch=None,
                  start_shrinking_epoch=None, betas=(0.9, 0.999), weight_decay=0.0,
                  min_learning_rate=0.0, arch_betas=(0.9, 0.999), arch_restart_period=None,
-                 arch_min_learning_rate=0.0, weight_optimizer=None) -> GrafsResult:
+                 arch_min_learning_rate=0.0, weight_optimizer=None, augment=None,
+                 checkpoint=None) -> GrafsResult:
     """Run GRAFS on ``model`` (or a zero-argument builder of it) and ``task``.
 
     Defaults follow the ResNet20 search of Table 6: Adam(1e-3) with cosine annealing to 0
@@ -139,7 +232,8 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
     epoch and shrinking from epoch 2 (``S = 2 E0``), except ``gradient_accumulation_steps``
     (Table 6: 16; here 1). The named settings of Tables 6, 7 and 9 are in
     :mod:`.settings` (``grafs_search(model, task, **get_preset(name).kwargs())``).
-    Augmentation (TrivialAugment in the paper) is not done here.
+    No augmentation unless ``augment`` asks for it (the paper's image searches use
+    TrivialAugment: the presets of Tables 6 and 7 pass ``augment="trivialaugment"``).
 
     One iteration (one "step") is a cell step on validation data, then a weight step on
     training data. With ``gradient_accumulation_steps = k`` each of the two is one optimizer
@@ -186,6 +280,19 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
             else it is constant.
         weight_optimizer: a Keras optimizer for the weights instead of the Adam above (its
             own learning rate is used).
+        augment: augmentation of the search batches, train and validation parts alike
+            (both come from the training set, as in the paper's split of one augmented
+            dataset): ``None``, a recipe spec (``"trivialaugment"``, ``"flip+pad4"``,
+            ``"task"`` for the task's own; see :func:`keras_actfn.train.parse_augment`) or a
+            function ``fn(x_batch, y_batch, seed) -> (x, y)`` as :class:`~keras_actfn.data.Task`
+            takes. Applied after the task's ``preprocess``.
+        checkpoint: a directory for resuming. After every epoch the search state is saved
+            there (the network and cell variables, both optimizers' states, the active
+            operators, the history); a later call with the same directory and the same
+            settings goes on after the last saved epoch (a finished search returns at once,
+            with its saved result); other settings are refused, naming what differs. The
+            data order and the Dirichlet draws after a resume are fresh ones (seeded by
+            the epoch), not those the uninterrupted search would have drawn.
     """
     start_time = time.perf_counter()
     if epochs < 1 or not 0 <= warm_start_epochs <= epochs:
@@ -209,6 +316,7 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
     x, y = task.arrays("train")
     (xt, yt), (xv, yv) = split_search_data(np.asarray(x), np.asarray(y), train_fraction, seed)
     preprocess = task.preprocess
+    augment_fn = _augmentation(augment, task)
     batch = min(batch_size, len(xt), len(xv))
     per_epoch = steps_per_epoch is None  # else: an endless stream, as nanoGPT samples
     if steps_per_epoch is None:
@@ -229,10 +337,28 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
             ds = ds.repeat().batch(batch, drop_remainder=True)
         if preprocess is not None:
             ds = ds.map(lambda a, b: (preprocess(a), b))
+        if augment_fn is not None:  # a fresh seed pair per batch, as Task.dataset does
+            seeds = tf.data.Dataset.random(seed=shuffle_seed).batch(2)
+            ds = tf.data.Dataset.zip((ds, seeds)).map(
+                lambda xy, s: augment_fn(xy[0], xy[1], s), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    train_iter = iter(batches(xt, yt, seed, per_epoch=per_epoch))
-    valid_iter = iter(batches(xv, yv, seed + 1, per_epoch=False))
+    saved = _Checkpoint(checkpoint, _search_config(locals_=dict(
+        epochs=epochs, warm_start_epochs=warm_start_epochs, batch_size=batch_size,
+        learning_rate=learning_rate, arch_learning_rate=arch_learning_rate,
+        train_fraction=train_fraction, targets=targets, original=original,
+        anchor_strength=anchor_strength, anchor_metric=anchor_metric, positive=positive,
+        clip=clip, unary=unary, binary=binary, seed=seed,
+        gradient_accumulation_steps=accumulate, steps_per_epoch=steps_per_epoch,
+        start_shrinking_epoch=start_shrinking_epoch, betas=betas, weight_decay=weight_decay,
+        min_learning_rate=min_learning_rate, arch_betas=arch_betas,
+        arch_restart_period=arch_restart_period,
+        arch_min_learning_rate=arch_min_learning_rate, augment=augment, task=task.name,
+        model=search_model.name, weight_optimizer=weight_optimizer))) if checkpoint else None
+    # a resumed search draws a fresh data order: shift the shuffle seeds by the epoch
+    shift = 0 if saved is None or saved.state is None else 1000 * int(saved.state["epoch"])
+    train_iter = iter(batches(xt, yt, seed + shift, per_epoch=per_epoch))
+    valid_iter = iter(batches(xv, yv, seed + 1 + shift, per_epoch=False))
 
     arch_vars = params.search_variables
     arch_ids = {id(v) for v in arch_vars}
@@ -309,12 +435,18 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
     def make_epoch():
         """One epoch in one call: ``steps`` x (a cell step on validation data, then a weight
         step on training data), as a graph loop. The active operators are mask variables
-        and ``warm`` (the weight steps use the original activation) is a tensor, so neither
-        drops nor the end of the warm start need a new trace."""
+        and ``warm`` (the weight steps use the original activation) is a tensor choosing
+        between two traced weight steps, so neither drops nor the end of the warm start
+        need a new trace."""
         def run(steps, warm):
             def body(i, arch_sum, weight_sum):
                 arch_loss = update(valid_iter, arch_vars, arch_opt, True, False)
-                weight_loss = update(train_iter, weight_vars, weight_opt, False, warm)
+                # two branches traced with the phase fixed, so the warm-start branch runs
+                # the plain network (a select would compute, and differentiate, the cells
+                # too); no gradient is taken through the cond itself
+                weight_loss = tf.cond(
+                    warm, lambda: update(train_iter, weight_vars, weight_opt, False, True),
+                    lambda: update(train_iter, weight_vars, weight_opt, False, False))
                 return i + 1, arch_sum + arch_loss, weight_sum + weight_loss
 
             zero = tf.constant(0.0)
@@ -335,7 +467,16 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
     history = []
     run_epoch = None
     traces = 0
-    for epoch in range(1, epochs + 1):
+    first = 1
+    if saved is not None:
+        saved.track(model=search_model, cell=params, weight_optimizer=weight_opt,
+                    arch_optimizer=arch_opt, accumulators=[a for v in accumulators.values()
+                                                           for a in v])
+        if saved.state is not None:
+            first, traces, history = saved.restore(params)
+            if verbose:
+                log(f"GRAFS: resumed from {checkpoint} after epoch {first - 1}/{epochs}")
+    for epoch in range(first, epochs + 1):
         warm = epoch <= warm_start_epochs and original is not None
         dropped = drops.get(epoch, 0)
         if dropped:
@@ -349,7 +490,9 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
         trace_seconds = 0.0
         if run_epoch is None:
             run_epoch = make_epoch()
-            run_epoch.get_concrete_function(steps, warm)  # trace now, to time it apart
+            # trace, and set the graph up with a call of no steps, to time both apart
+            run_epoch.get_concrete_function(steps, warm)
+            run_epoch(tf.constant(0), warm)
             trace_seconds = time.perf_counter() - epoch_start
         valid_loss, train_loss = run_epoch(steps, warm)
         record = {
@@ -359,13 +502,17 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
             "argmax": str(discretize(params)),
             "weights": [params.expected_weights(p).numpy() for p in range(len(POSITIONS))],
             "seconds": time.perf_counter() - epoch_start, "trace_seconds": trace_seconds,
+            "updates": int(weight_opt.iterations.numpy()),
         }
         history.append(record)
+        if saved is not None:
+            saved.save(epoch, params, traces + run_epoch.experimental_get_tracing_count(),
+                       history)
         if verbose:
             log(f"GRAFS epoch {epoch}/{epochs} [{record['phase']}] train {record['train_loss']:.4f} "
                 f"valid {record['valid_loss']:.4f} dropped {dropped} left "
                 f"{record['operators_left']} f(x) = {record['argmax']}")
-    traces += run_epoch.experimental_get_tracing_count()
+    traces += run_epoch.experimental_get_tracing_count() if run_epoch else 0
     return GrafsResult(function=str(discretize(params)),
                        function_clipped=str(discretize(params, clip=True)), parameters=params,
                        model=search_model, history=history,

@@ -37,7 +37,8 @@ class GrafsSettings:
     ``min_learning_rate`` are the weights' Adam (AdamW when ``weight_decay > 0``) with
     cosine annealing; ``arch_*`` the cell's Adam, with warm restarts every
     ``arch_restart_period`` iterations when set. ``recipe`` is the evaluation recipe of the
-    found functions; ``augmentation`` what the paper used (not applied here: see ``notes``).
+    found functions; ``augmentation`` the search data's augmentation (a recipe spec such as
+    ``"TrivialAugment"``, passed to ``grafs_search(augment=...)`` lower-cased).
     """
 
     name: str
@@ -119,6 +120,8 @@ class GrafsSettings:
             "arch_min_learning_rate": self.arch_min_learning_rate,
             "train_fraction": self.train_fraction, "targets": tuple(self.targets),
         }
+        if self.augmentation:
+            out["augment"] = self.augmentation.lower()
         if shrink is not None:
             out["start_shrinking_epoch"] = int(shrink)
         if steps is not None:
@@ -140,8 +143,8 @@ class GrafsSettings:
                                                  else ""))
 
 
-_NO_AUGMENT = ("TrivialAugment (the paper's augmentation) is not implemented in this library; "
-               "the search data are not augmented.")
+_AUGMENT = ("TrivialAugment (wide) on both parts of the split; the paper names only TA, no "
+            "crops or flips.")
 
 PRESETS: dict[str, GrafsSettings] = {s.name: s for s in (
     GrafsSettings(
@@ -152,7 +155,7 @@ PRESETS: dict[str, GrafsSettings] = {s.name: s for s in (
         source="GRAFS Appendix D.2, Table 6 (ResNet20 search: CIFAR10, 50 epochs, batch 32, "
                "16 gradient accumulation steps, Adam lr 1e-3 betas 0.9/0.999 cosine to 0, "
                "split 0.75, cell Adam lr 0.1, warm start 1 epoch, shrinking from epoch 2)",
-        notes=_NO_AUGMENT),
+        notes=_AUGMENT),
     GrafsSettings(
         name="vit_tiny_cifar10", model="vit_tiny", task="cifar10", batch_size=128,
         gradient_accumulation_steps=4, learning_rate=1e-3, min_learning_rate=0.0,
@@ -161,7 +164,7 @@ PRESETS: dict[str, GrafsSettings] = {s.name: s for s in (
         source="GRAFS Appendix D.2, Table 7 (ViT-tiny search: CIFAR10, 50 epochs, batch 128, "
                "4 gradient accumulation steps, Adam lr 1e-3 betas 0.9/0.999 cosine to 0, "
                "split 0.75, cell Adam lr 1e-3, warm start 1 epoch, shrinking from epoch 2)",
-        notes=_NO_AUGMENT + " The searched activation is the ViT's GELU."),
+        notes=_AUGMENT + " The searched activation is the ViT's GELU."),
     GrafsSettings(
         name="minigpt_tinystories", model="mini_gpt", task="tinystories", batch_size=4,
         gradient_accumulation_steps=40, learning_rate=6e-4, betas=(0.9, 0.99),
