@@ -158,6 +158,12 @@ CONV_CASES = [
     ("Conv2D", (7, 6, 2), dict(kernel_size=(3, 2), strides=2, padding="valid")),
     ("Conv2D", (8, 7, 2), dict(kernel_size=3, padding="same", dilation_rate=2)),
     ("Conv3D", (5, 4, 5, 2), dict(kernel_size=2, strides=2, padding="same")),
+    # stride 1, no dilation: Ω from lag sums (_lag_omega_sums)
+    ("Conv1D", (9, 2), dict(kernel_size=4, padding="same")),
+    ("Conv1D", (9, 2), dict(kernel_size=3, padding="causal")),
+    ("Conv2D", (7, 6, 2), dict(kernel_size=3, padding="same")),
+    ("Conv2D", (7, 6, 2), dict(kernel_size=(3, 2), padding="valid")),
+    ("Conv2D", (3, 4, 2), dict(kernel_size=5, padding="same")),
 ]
 
 
@@ -591,6 +597,72 @@ def test_traced_and_eager_factors_agree():
         np.testing.assert_allclose(a.gamma, b.gamma, rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError):
         fisher_eigenvalues(model, x, graph="yes")
+
+
+LAG_CASES = [  # rank, spatial, kernel, padding, bias, flip
+    (2, (9, 7), (3, 3), "same", True, False), (2, (9, 7), (3, 3), "valid", True, False),
+    (2, (8, 8), (5, 5), "same", False, False), (2, (6, 10), (2, 3), "same", True, True),
+    (2, (5, 6), (1, 3), "valid", True, False), (2, (3, 3), (3, 3), "valid", True, False),
+    (2, (4, 4), (4, 4), "same", True, False), (2, (2, 2), (3, 3), "same", True, False),
+    (2, (1, 5), (3, 3), "same", True, False), (1, (11,), (3,), "causal", True, False),
+    (1, (11,), (4,), "same", False, True),
+]
+
+
+@pytest.mark.parametrize("rank,spatial,ks,padding,bias,flip", LAG_CASES)
+def test_lag_omega_sums_match_phase_products(rank, spatial, ks, padding, bias, flip):
+    """Stride-1 Ω from lag sums with edge corrections = the per-position phase products, with
+    the padding applied before (a grid that may hold data anywhere) or described by pads."""
+    x = tf.constant(np.random.default_rng(1).normal(size=(5,) + spatial + (3,)), tf.float32)
+    ones = (1,) * rank
+    pads, outs = fim_mod._geometry(list(spatial), ks, ones, ones, padding)
+    xp = fim_mod._pad(x, pads)
+    ref = fim_mod._phase_omega_sums(xp, ks, ones, ones, outs, bias, 1, flip).numpy()
+    scale = np.abs(ref).max()
+    for got in (fim_mod._conv_omega_sums(x, ks, ones, ones, outs, bias, 1, flip, pads),
+                fim_mod._conv_omega_sums(xp, ks, ones, ones, outs, bias, 1, flip)):
+        np.testing.assert_allclose(got.numpy(), ref, rtol=0, atol=2e-6 * scale)
+
+
+@pytest.mark.parametrize("rank,spatial,ks,st,dl,padding,bias,flip", [
+    (2, (9, 7), (3, 3), (2, 2), (1, 1), "same", True, False),
+    (2, (9, 8), (3, 3), (2, 3), (1, 1), "valid", True, False),
+    (2, (10, 10), (2, 3), (2, 1), (1, 2), "same", True, True),
+    (2, (8, 8), (3, 3), (2, 2), (2, 2), "valid", False, False),
+    (1, (11,), (3,), (2,), (1,), "causal", True, False),
+    (1, (13,), (4,), (3,), (2,), "same", False, True),
+])
+def test_patch_omega_sums_match_phase_products(rank, spatial, ks, st, dl, padding, bias, flip):
+    """Strided Ω from the kernel rows' patch products = the per-position phase products."""
+    x = tf.constant(np.random.default_rng(2).normal(size=(5,) + spatial + (3,)), tf.float32)
+    pads, outs = fim_mod._geometry(list(spatial), ks, st, dl, padding)
+    xp = fim_mod._pad(x, pads)
+    ref = fim_mod._phase_omega_sums(xp, ks, st, dl, outs, bias, 1, flip).numpy()
+    got = fim_mod._patch_omega_sums(xp, ks, st, dl, outs, bias, flip).numpy()
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6 * np.abs(ref).max())
+
+
+def test_worker_thread_and_inline_finishing_agree(monkeypatch):
+    """Eigenvalues in the worker thread (costliest layers first) or inline, in model order:
+    the same results."""
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(inp)
+    h = keras.layers.Conv2D(12, 3, strides=2, padding="same", activation="relu")(h)
+    h = keras.layers.Conv2D(4, 1, activation="relu")(h)
+    model = keras.Model(inp, _head(h))
+    x = np.random.default_rng(5).normal(size=(6, 8, 8, 3)).astype(np.float32)
+    worker = fisher_eigenvalues(model, x, seed=3)
+    monkeypatch.setattr(fim_mod, "_OVERLAP", False)
+    inline = fisher_eigenvalues(model, x, seed=3)
+    assert [l.name for l in worker.layers] == [l.name for l in inline.layers] == \
+        [l.name for l in model.layers if isinstance(l, (keras.layers.Conv2D,
+                                                        keras.layers.Dense))]
+    for a, b in zip(worker.layers, inline.layers):
+        np.testing.assert_array_equal(a.omega, b.omega)
+        np.testing.assert_array_equal(a.log_eigenvalues, b.log_eigenvalues)
+        np.testing.assert_array_equal(a.histogram, b.histogram)
+    assert worker.valid and inline.valid
 
 
 def test_einsum_dense_ellipsis_rows_and_non_dense_equation_skipped():

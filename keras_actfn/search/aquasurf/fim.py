@@ -13,13 +13,17 @@ For every weighted layer ``l`` the Fisher block is approximated by K-FAC (eq. 6.
   examples, the patches of one example (its ``|T|`` rows) are summed -- and
   ``Γ = (1/|T|) E[DS^T DS]``. ``⟦A⟧`` extracts, for each output location, the input patch the
   layer's kernel sees (its padding ``same``/``valid``/``causal``, strides and dilation), flattened
-  in the order of the kernel's ``(*kernel_size, in_channels)`` axes. ``⟦A⟧`` itself is never
-  built: Ω's ``(δ, δ')`` block is a window sum of products ``Σ_m x_r[m, q] x_{r'}[m, q+lag]ᵀ``
-  shared by all tap pairs with the same phase/lag (see :func:`_conv_omega_sums`; 13 batched
-  products instead of the 81 blocks of a 3x3 kernel's patch Gram matrix, no ``M·T × |Δ|J``
-  copy). **Grouped** convolutions (``groups = G > 1``) get one Kronecker block per group:
-  ``Ω_g`` from the group's ``J/G`` input channels, ``Γ_g`` of its ``K/G`` outputs (stacked
-  ``(G, ·, ·)`` like ``depthwise="per_channel"``).
+  in the order of the kernel's ``(*kernel_size, in_channels)`` axes. For stride 1 ``⟦A⟧`` is
+  never built: Ω's ``(δ, δ')`` block is a sum of ``x[u + δ - δ'] x[u]ᵀ`` over the positions
+  tap ``δ'`` visits, i.e. a lag correlation of the input with itself -- for every lag at once
+  one convolution-weight gradient (``Conv2DBackpropFilter``), minus the few edge rows and
+  columns a tap misses (see :func:`_lag_omega_sums`; a 3x3 kernel: 13 lags instead of the 81
+  blocks of the patch Gram matrix). Strided layers (a patch matrix ``|Δ|/∏s`` times the input)
+  take the patch products of the kernel rows, upper blocks only (:func:`_patch_omega_sums`);
+  Conv3D, dilated stride-1 and grouped layers the per-position phase/lag products of
+  :func:`_phase_omega_sums`. **Grouped** convolutions (``groups = G > 1``) get one Kronecker
+  block per group: ``Ω_g`` from the group's ``J/G`` input channels, ``Γ_g`` of its ``K/G``
+  outputs (stacked ``(G, ·, ·)`` like ``depthwise="per_channel"``).
 * **Conv1D/2D/3DTranspose**: ``y[o] = Σ_{i,δ: o = i·s + δ·d - pad} x[i] W[δ]`` is a stride-1
   correlation of the input upsampled with ``s - 1`` zeros between neighbours, padded by
   ``((k-1)d - pad, ...)``, with the spatially flipped kernel. So ``⟦A⟧``'s row for output
@@ -53,8 +57,10 @@ its own gradient. With ``labels="model"`` (default) the labels are sampled from 
 predictive distribution: the true Fisher of eq. 6.3. ``labels="data"`` uses the given ``y``:
 the empirical Fisher.
 
-Eigenvalues (§6.2.4) are computed per factor with ``tf.linalg.eigvalsh`` (float64, on whatever
-device TensorFlow places it -- the GPU when present), log-scaled (natural log) and combined as
+Eigenvalues (§6.2.4) are computed per factor in float64: with ``tf.linalg.eigvalsh`` when a GPU
+is visible, else with LAPACK (``numpy.linalg.eigvalsh``, one BLAS thread) in a worker thread that
+overlaps the next layers' factors (layers with the costliest eigendecompositions first); they
+are log-scaled (natural log) and combined as
 all pairwise sums ``log λ_i(Ω) + log λ_j(Γ)`` (= the logs of the Kronecker eigenvalues).
 Eigenvalues that are numerically zero (``≤ rtol · λ_max``, default
 ``rtol = max(dim, 100)·ε_float32``, or ``≤ 0``) are floored at the
@@ -70,6 +76,7 @@ loss is non-finite -- the filter of §6.3.1.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -290,10 +297,15 @@ def extract_patches(x, kernel_size, strides=1, dilation_rate=1, padding="valid")
     return tf.reshape(stacked, [m, int(np.prod(outs)), len(slices), int(x.shape[-1])])
 
 
-def _conv_omega_sums(xp, ks, st, dl, outs, bias, groups=1, flip=False):
+#: finish layers (eigenvalues, histograms) in a worker thread when NumPy computes them
+_OVERLAP = True
+
+
+def _conv_omega_sums(xp, ks, st, dl, outs, bias, groups=1, flip=False, pads=None):
     """``Σ_examples Σ_locations ā āᵀ`` of a convolution without materializing ``⟦A⟧``.
 
-    ``xp`` is the already padded channels-last input ``(M, *P, J)``; the result is
+    ``xp`` is the channels-last input ``(M, *P, J)``, already padded unless ``pads`` (per
+    axis (before, after)) says what to pad it by; the result is
     ``(groups, D, D)`` with ``D = (1 +) |Δ|·J/groups``, rows in the kernel's
     ``(*kernel_size, in_channels)`` order (the homogeneous coordinate first). ``flip`` reverses
     the tap order (a transposed convolution's kernel is the flipped correlation kernel).
@@ -305,7 +317,30 @@ def _conv_omega_sums(xp, ks, st, dl, outs, bias, groups=1, flip=False):
     tap pairs of a 3x3 kernel need 13 such products, not 81 blocks of the patch Gram matrix);
     ``F`` is one batched matmul over positions contracting the examples, and each block is a
     window sum of it. Only blocks with ``δ ≤ δ'`` are formed (Ω is symmetric).
+
+    Stride-1, undilated, ungrouped convolutions of rank 1 or 2 -- most layers of common
+    CNNs -- go to :func:`_lag_omega_sums` instead, strided ungrouped ones of rank 1 or 2 to
+    :func:`_patch_omega_sums`; the phase products below serve the rest (Conv3D, dilation
+    without stride, groups).
     """
+    if groups == 1 and len(ks) in (1, 2) and all(s == 1 for s in st) and \
+            all(d == 1 for d in dl):
+        if pads is not None and all(b >= 0 and a >= 0 for b, a in pads):
+            shape = [int(v) for v in xp.shape[1:-1]]
+            return _lag_omega_sums(xp, ks, outs, bias, flip,
+                                   [(b, b + n) for (b, _), n in zip(pads, shape)],
+                                   [b + n + a for (b, a), n in zip(pads, shape)])
+        return _lag_omega_sums(_pad(xp, pads) if pads is not None else xp, ks, outs, bias, flip)
+    if pads is not None:
+        xp = _pad(xp, pads)
+    if groups == 1 and len(ks) in (1, 2) and any(s > 1 for s in st):
+        return _patch_omega_sums(xp, ks, st, dl, outs, bias, flip)
+    return _phase_omega_sums(xp, ks, st, dl, outs, bias, groups, flip)
+
+
+def _phase_omega_sums(xp, ks, st, dl, outs, bias, groups=1, flip=False):
+    """:func:`_conv_omega_sums` by phase/lag products per position (any stride, dilation,
+    groups and rank)."""
     rank = len(ks)
     m, chans = int(xp.shape[0]), int(xp.shape[-1])
     jg = chans // groups
@@ -380,17 +415,228 @@ def _conv_omega_sums(xp, ks, st, dl, outs, bias, groups=1, flip=False):
     return omega
 
 
+@functools.lru_cache(maxsize=256)
+def _lag_plan(ks, outs, sizes, data, flip):
+    """Static part of :func:`_lag_omega_sums` (NumPy), for 2-D ``ks``, ``outs``, ``sizes``
+    (the padded grid) and ``data``: the regions whose lag sums are needed and, for each, the
+    lags (``(L_y, L_x)``, ``L_y ≥ 0``); the ``±1`` matrix combining the region lag sums into
+    the Ω blocks of the tap pairs; the gather order of blocks (and their transposes) into Ω;
+    and the taps' windows (for the bias column)."""
+    (ky, kx), (ny, nx), (py, px) = ks, outs, sizes
+    taps = [(a, b) for a in range(ky) for b in range(kx)]
+    # the lags of the stored blocks: L_y = 0 and L_x >= 0, then L_y > 0 (every L_x)
+    all_lags = [(0, b) for b in range(kx)] + \
+        [(a, b) for a in range(1, ky) for b in range(-(kx - 1), kx)]
+
+    def edges(k, n, p, box):
+        # positions outside some tap's window [t, t + n) that hold data
+        lo, hi = box
+        return [u for u in sorted(set(range(0, k - 1)) | set(range(n, p))) if lo <= u < hi]
+
+    def holds_data(box_y, box_x, lag):
+        # does the region shifted by the lag overlap the data?
+        return all(max(lo + g, d0) < min(hi + g, d1)
+                   for (lo, hi), g, (d0, d1) in zip((box_y, box_x), lag, data))
+
+    rows, cols = edges(ky, ny, py, data[0]), edges(kx, nx, px, data[1])
+    # pairs (δ, δ') stored with L = δ - δ' in the half L_y > 0 or (L_y = 0, L_x ≥ 0)
+    pairs, where = [], {}
+    for i, ti in enumerate(taps):
+        for j, tj in enumerate(taps):
+            lag = (ti[0] - tj[0], ti[1] - tj[1])
+            if lag[0] > 0 or lag[0] == 0 and lag[1] >= 0:
+                where[(i, j)] = (len(pairs), False)
+                pairs.append((lag, tj))
+    for i in range(len(taps)):
+        for j in range(len(taps)):
+            if (i, j) not in where:
+                where[(i, j)] = (where[(j, i)][0], True)
+
+    def missing(t, n, u):
+        return not t <= u < t + n
+
+    # regions: (kind, position, box_y, box_x) and the pairs each one is subtracted from
+    regions = [("all", None, (0, py), (0, px))]
+    regions += [("row", r, (r, r + 1), (0, px)) for r in rows]
+    regions += [("col", c, (0, py), (c, c + 1)) for c in cols]
+    regions += [("corner", (r, c), (r, r + 1), (c, c + 1)) for r in rows for c in cols]
+
+    def sign(region, lag, tap):
+        kind, pos = region[0], region[1]
+        if kind == "all":
+            return 1.0
+        if kind == "row":
+            return -1.0 if missing(tap[0], ny, pos) else 0.0
+        if kind == "col":
+            return -1.0 if missing(tap[1], nx, pos) else 0.0
+        return 1.0 if missing(tap[0], ny, pos[0]) and missing(tap[1], nx, pos[1]) else 0.0
+
+    plan, columns = [], []
+    for region in regions:
+        lags = all_lags if region[0] == "all" else sorted(
+            {lag for lag, tap in pairs if sign(region, lag, tap)
+             and holds_data(region[2], region[3], lag)})
+        if lags:
+            plan.append((region[0], region[1], tuple(lags)))
+            columns += [(len(plan) - 1, lag) for lag in lags]
+    column = {key: i for i, key in enumerate(columns)}
+    coef = np.zeros((len(pairs), len(columns)), np.float32)
+    for q, (lag, tap) in enumerate(pairs):
+        for k, (kind, pos, lags) in enumerate(plan):
+            region = next(r for r in regions if r[0] == kind and r[1] == pos)
+            value = sign(region, lag, tap)
+            if value and (k, lag) in column:
+                coef[q, column[(k, lag)]] += value
+    order = list(range(len(taps)))
+    if flip:
+        order.reverse()
+    npairs = len(pairs)
+    gather = np.array([where[(a, b)][0] + (npairs if where[(a, b)][1] else 0)
+                       for a in order for b in order], np.int32)
+    window = np.zeros((len(taps), py, px), np.float32)
+    for t, (ty, tx) in enumerate(taps):
+        window[t, ty:ty + ny, tx:tx + nx] = 1.0
+    (y0, y1), (x0, x1) = data
+    window = window[order][:, y0:y1, x0:x1].reshape(len(taps), (y1 - y0) * (x1 - x0))
+    return tuple(plan), coef, gather, window
+
+
+def _lag_omega_sums(x, ks, outs, bias, flip=False, data=None, sizes=None):
+    """Stride-1, undilated, ungrouped Ω sums (rank 1 or 2) from lag correlations.
+
+    ``x`` holds the input's values, which sit at ``data`` (per axis ``[lo, hi)``) of the
+    zero-padded grid of ``sizes`` that the kernel slides over (``None``: ``x`` is that grid).
+    Ω's ``(δ, δ')`` block is ``Σ_{u ∈ W(δ')} x[u + L] x[u]ᵀ`` with ``L = δ - δ'`` and
+    ``W(δ') = δ' + [0, n)`` the positions tap ``δ'`` visits (summed over the examples too).
+    Summed over *all* positions ``u`` -- only those holding data contribute -- these lag sums
+    ``C_L`` for the lags with ``L_y > 0`` or ``L_y = 0 ≤ L_x`` (the others give the
+    transposed blocks) are weight gradients of a convolution of ``x`` with itself: two
+    ``Conv2DBackpropFilter``, well-blocked kernels instead of a product per position (for a
+    3x3 kernel 13 lags against the 81 blocks of a patch Gram matrix; no padded grid).
+    ``W(δ')`` misses only edge rows/columns of the grid, so a block is ``C_L`` minus the lag
+    sums over each missing row and column plus the missing corners (inclusion-exclusion):
+    only the lags that some block needs and that reach data, as 2-D products, combined with
+    ``C_L`` by one product with a static ``±1`` matrix. Edge rows/columns of zero padding
+    need no correction.
+    """
+    rank = len(ks)
+    m, chans = int(x.shape[0]), int(x.shape[-1])
+    if sizes is None:
+        sizes = [int(v) for v in x.shape[1:-1]]
+    if data is None:
+        data = [(0, p) for p in sizes]
+    if rank == 1:
+        x = x[:, None]
+        ks, outs, sizes, data = (1,) + tuple(ks), (1,) + tuple(outs), [1] + list(sizes), \
+            [(0, 1)] + list(data)
+    (ky, kx), (ny, nx) = ks, outs
+    (y0, y1), (x0, x1) = data
+    if [int(v) for v in x.shape[1:-1]] != [y1 - y0, x1 - x0]:
+        raise ValueError(f"input of shape {tuple(x.shape)} does not fill {data}")
+    plan, coef, gather, window = _lag_plan(tuple(ks), tuple(outs), tuple(sizes),
+                                           tuple(tuple(b) for b in data), flip)
+    # grid value at u + L (L_y in [0, ky), L_x in (-kx, kx)), u = (y0 + i, x0 + j):
+    # xq[i + L_y, j + L_x + kx - 1]
+    xq = tf.pad(x, [(0, 0), (0, ky - 1), (kx - 1, kx - 1), (0, 0)])
+    width = x1 - x0
+    terms = []
+    for kind, pos, lags in plan:
+        if kind == "all":                      # (L_y, L_x, J, J') -> (J', lags·J)
+            # L_y = 0, L_x >= 0; then L_y > 0 (the plan's order): 13 lags of a 3x3 kernel,
+            # not the 15 of one rectangle of them (on 192 channels ~14% faster)
+            parts = [(xq[:, :y1 - y0, kx - 1:], [1, kx])]
+            if ky > 1:
+                parts.append((xq[:, 1:], [ky - 1, 2 * kx - 1]))
+            for inp, size in parts:
+                sums = tf.raw_ops.Conv2DBackpropFilter(
+                    input=inp, filter_sizes=size + [chans, chans], out_backprop=x,
+                    strides=[1, 1, 1, 1], padding="VALID")
+                terms.append(tf.reshape(tf.transpose(sums, [3, 0, 1, 2]), [chans, -1]))
+            continue
+        # a few positions: one 2-D product of their values with the lagged values
+        # (narrow convolution-gradient kernels are slow; also see _gram)
+        if kind == "row":
+            i = pos - y0
+            values = x[:, i]
+            lagged = [xq[:, i + a, kx - 1 + b:kx - 1 + b + width] for a, b in lags]
+        elif kind == "col":
+            j = pos - x0
+            values = x[:, :, j]
+            lagged = [xq[:, a:a + y1 - y0, j + kx - 1 + b] for a, b in lags]
+        else:
+            i, j = pos[0] - y0, pos[1] - x0
+            values = x[:, i, j]
+            lagged = [xq[:, i + a, j + kx - 1 + b] for a, b in lags]
+        lagged = tf.reshape(tf.concat(lagged, -1), [-1, len(lags) * chans])
+        terms.append(tf.matmul(tf.reshape(values, [-1, chans]), lagged, transpose_a=True))
+    stacked = tf.reshape(tf.transpose(tf.reshape(tf.concat(terms, 1), [chans, -1, chans]),
+                                      [1, 2, 0]), [-1, chans * chans])
+    blocks = tf.reshape(tf.matmul(tf.constant(coef), stacked), [-1, chans, chans])
+    both = tf.concat([blocks, tf.transpose(blocks, [0, 2, 1])], 0)
+    taps = ky * kx
+    omega = tf.reshape(tf.transpose(tf.reshape(tf.gather(both, gather),
+                                               [taps, taps, chans, chans]), [0, 2, 1, 3]),
+                       [taps * chans, taps * chans])
+    if bias:
+        colsum = tf.matmul(tf.ones([1, m], x.dtype), tf.reshape(x, [m, -1]))   # (1, N·J)
+        vec = tf.reshape(tf.matmul(tf.constant(window), tf.reshape(colsum, [-1, chans])),
+                         [1, -1])
+        count = tf.fill([1, 1], tf.cast(m * ny * nx, omega.dtype))
+        omega = tf.concat([tf.concat([count, vec], -1),
+                           tf.concat([tf.transpose(vec), omega], -1)], 0)
+    return omega[None]
+
+
+def _patch_omega_sums(xp, ks, st, dl, outs, bias, flip=False):
+    """Ω sums of an ungrouped convolution of rank 1 or 2 from its patches, for strided
+    layers (whose patch matrix is ``|Δ|/∏s`` times the input). The patches of each kernel
+    row ``a`` (``tf.image.extract_patches``: ``(M·T, k_x·J)``, float32) are one column group
+    ``G_a`` of the patch matrix; Ω's block row ``a`` is ``G_aᵀ G_b`` for ``b ≥ a`` and the
+    transposes above the diagonal -- ``k_y(k_y+1)/2`` large products instead of the whole
+    Gram matrix's ``k_y²`` (a 3x3 kernel: 6 of 9)."""
+    if len(ks) == 1:
+        xp = xp[:, None]
+        ks, st, dl, outs = (1,) + tuple(ks), (1,) + tuple(st), (1,) + tuple(dl), \
+            (1,) + tuple(outs)
+    (ky, kx), (sy, sx), (dy, dx), (ny, nx) = ks, st, dl, outs
+    chans = int(xp.shape[-1])
+    width = kx * chans
+    span_x = (nx - 1) * sx + (kx - 1) * dx + 1
+    groups = []
+    for a in range(ky):
+        rows = xp[:, a * dy:a * dy + (ny - 1) * sy + 1, :span_x]
+        g = tf.image.extract_patches(rows, [1, 1, kx, 1], [1, sy, sx, 1], [1, 1, dx, 1],
+                                     "VALID")                    # taps of row a, channels last
+        if flip:
+            g = tf.reverse(tf.reshape(g, [-1, kx, chans]), [1])
+        groups.append(tf.reshape(g, [-1, width]))
+    if flip:
+        groups.reverse()
+    prods = {(a, b): tf.matmul(groups[a], groups[b], transpose_a=True)
+             for a in range(ky) for b in range(a, ky)}
+    omega = tf.concat([tf.concat([prods[(a, b)] if a <= b else tf.transpose(prods[(b, a)])
+                                  for b in range(ky)], 1) for a in range(ky)], 0)
+    if bias:
+        n = int(groups[0].shape[0])
+        ones = tf.ones([1, n], xp.dtype)
+        vec = tf.concat([tf.matmul(ones, g) for g in groups], 1)           # (1, D)
+        count = tf.fill([1, 1], tf.cast(n, omega.dtype))
+        omega = tf.concat([tf.concat([count, vec], -1),
+                           tf.concat([tf.transpose(vec), omega], -1)], 0)
+    return omega[None]
+
+
 #: traced :func:`_conv_omega_sums` per (input shape, geometry), and how often each was seen
 _GRAPHS: dict = {}
 _SEEN: dict = {}
 _GRAPH_CACHE_SIZE = 64
 
 
-def _omega_sums(xp, ks, st, dl, outs, bias, groups=1, flip=False, graph="auto"):
+def _omega_sums(xp, ks, st, dl, outs, bias, groups=1, flip=False, graph="auto", pads=None):
     """:func:`_conv_omega_sums`, run eagerly or as a traced ``tf.function``.
 
-    A layer's Ω is some 150 small ops; eagerly, their dispatch dominates for narrow layers
-    (ResNet's 16-channel stage: 2-6x the op time on a CPU). A trace costs 0.5-5 s, so with
+    A layer's Ω is some 20-150 small ops; eagerly, their dispatch matters for narrow layers
+    (ResNet's 16-channel stage: ~1.5x the traced time on a CPU). A trace costs 0.1-5 s, so with
     ``graph="auto"`` a geometry (input shape, kernel, strides, dilation, padding, bias,
     groups) is traced only once it comes up for the third time -- in a deep network's repeated
     blocks, or over the many candidates of a search, which all build the same network -- and
@@ -398,19 +644,20 @@ def _omega_sums(xp, ks, st, dl, outs, bias, groups=1, flip=False, graph="auto"):
     up to floating-point summation order.
     """
     if graph is False or graph is None:
-        return _conv_omega_sums(xp, ks, st, dl, outs, bias, groups, flip)
+        return _conv_omega_sums(xp, ks, st, dl, outs, bias, groups, flip, pads)
+    pads = None if pads is None else tuple(tuple(int(v) for v in p) for p in pads)
     key = (tuple(int(v) for v in xp.shape), xp.dtype.name, tuple(ks), tuple(st), tuple(dl),
-           tuple(outs), bool(bias), int(groups), bool(flip))
+           tuple(outs), bool(bias), int(groups), bool(flip), pads)
     fn = _GRAPHS.get(key)
     if fn is None:
         _SEEN[key] = _SEEN.get(key, 0) + 1
         if graph == "auto" and _SEEN[key] < 3:
-            return _conv_omega_sums(xp, ks, st, dl, outs, bias, groups, flip)
+            return _conv_omega_sums(xp, ks, st, dl, outs, bias, groups, flip, pads)
         if len(_GRAPHS) >= _GRAPH_CACHE_SIZE:
             _GRAPHS.pop(next(iter(_GRAPHS)))
         fn = tf.function(functools.partial(_conv_omega_sums, ks=tuple(ks), st=tuple(st),
                                            dl=tuple(dl), outs=tuple(outs), bias=bool(bias),
-                                           groups=int(groups), flip=bool(flip)),
+                                           groups=int(groups), flip=bool(flip), pads=pads),
                          autograph=False)
         _GRAPHS[key] = fn
     return fn(xp)
@@ -603,9 +850,9 @@ def _conv_sums(layer, a, ds, bias, timer, graph):
     if list(outs) != [int(v) for v in ds.shape[1:-1]]:
         raise RuntimeError(f"{layer.name}: output grid {tuple(outs)} does not match "
                            f"{tuple(ds.shape[1:-1])}")
-    with timer("patches"):
-        xp = _pad(a, pads)
-        if int(np.prod(ks)) == 1:                       # 1x1: the (strided) input is ⟦A⟧
+    if int(np.prod(ks)) == 1:
+        with timer("patches"):                          # 1x1: the (strided) input is ⟦A⟧
+            xp = _pad(a, pads)
             xp = xp[(slice(None),) + tuple(slice(0, (n - 1) * s + 1, s)
                                            for n, s in zip(outs, st)) + (slice(None),)]
     with timer("factors"):
@@ -615,8 +862,8 @@ def _conv_sums(layer, a, ds, bias, timer, graph):
                 o = _gram(rows, bias)[None]
             else:
                 o = tf.stack([_gram(r, bias) for r in tf.split(rows, groups, axis=-1)])
-        else:
-            o = _omega_sums(xp, ks, st, dl, outs, bias, groups, graph=graph)
+        else:                                           # (padded there, where needed)
+            o = _omega_sums(a, ks, st, dl, outs, bias, groups, graph=graph, pads=pads)
         g = _grouped_gram(tf.reshape(ds, [-1, int(ds.shape[-1])]), groups)
     if groups == 1:
         o, g = o[0], g[0]
@@ -855,16 +1102,126 @@ def histogram_bins(num_params: int) -> int:
     return max(int(num_params) // 100, 1)
 
 
+def _numpy_eigenvalues():
+    """Eigenvalues by NumPy/LAPACK (True) or TensorFlow (False, when a GPU is visible)."""
+    return tf.executing_eagerly() and not tf.config.list_logical_devices("GPU")
+
+
+def _blas_one_thread():
+    """One BLAS/LAPACK thread for NumPy (threadpoolctl, when installed; else a no-op).
+
+    The eigendecompositions run in a worker thread next to TensorFlow's own thread pool;
+    OpenBLAS' spinning threads on top of both made ``eigvalsh`` 5-50x slower on a busy 2-core
+    machine, and LAPACK's symmetric tridiagonal reduction gains little from a second thread."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS_CONTROLLER = ThreadpoolController()   # finds the libraries once (~2 ms)
+        except ImportError:                             # optional; older versions lack it
+            _BLAS_CONTROLLER = False
+    if _BLAS_CONTROLLER is False:
+        return contextlib.nullcontext()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_BLAS_CONTROLLER = None
+
+
+def _log_eigs_np(matrix, rtol):
+    """:func:`_log_eigs` in NumPy (LAPACK ``syevd``, eigenvalues only)."""
+    m64 = np.asarray(matrix, np.float64)
+    m64 = 0.5 * (m64 + np.swapaxes(m64, -1, -2))
+    eig = np.linalg.eigvalsh(m64)
+    n = int(m64.shape[-1])
+    tol = rtol if rtol is not None else max(n, 100) * float(np.finfo(np.float32).eps)
+    top = eig.max(axis=-1, keepdims=True)
+    cut = np.maximum(top * tol, np.finfo(np.float32).tiny)
+    return np.where(eig > cut, np.log(np.maximum(eig, cut)), LOG_FLOOR)
+
+
 def _histogram(values, num_params):
+    """Counts of ``values`` in the layer's bins and the bin edges (right edge of the last bin
+    inclusive, values outside ``HIST_RANGE`` not counted)."""
     bins = histogram_bins(num_params)
     edges = np.linspace(HIST_RANGE[0], HIST_RANGE[1], bins + 1)
-    v = tf.convert_to_tensor(values, tf.float64)
-    inside = tf.boolean_mask(v, (v >= HIST_RANGE[0]) & (v <= HIST_RANGE[1]))
-    idx = tf.searchsorted(tf.constant(edges, tf.float64), inside, side="right") - 1
-    idx = tf.clip_by_value(idx, 0, bins - 1)
-    counts = tf.math.bincount(tf.cast(idx, tf.int32), minlength=bins, maxlength=bins,
-                              dtype=tf.int64)
-    return counts.numpy(), edges
+    v = np.asarray(values, np.float64)
+    inside = v[(v >= HIST_RANGE[0]) & (v <= HIST_RANGE[1])]
+    idx = np.clip(np.searchsorted(edges, inside, side="right") - 1, 0, bins - 1)
+    return np.bincount(idx, minlength=bins).astype(np.int64), edges
+
+
+def _finish_block(name, kind, n_params, acc, bias, rtol, keep_factors, use_numpy):
+    """Factors, log eigenvalues and histogram of one block: ``(LayerFisher, stage times)``."""
+    t0 = time.perf_counter()
+    if use_numpy:
+        omega = acc.omega.numpy() / np.float32(acc.examples)
+        gamma = acc.gamma.numpy() / np.float32(acc.examples * acc.positions)
+        finite = bool(np.isfinite(omega).all()) and bool(np.isfinite(gamma).all())
+    else:
+        omega = acc.omega / acc.examples
+        gamma = acc.gamma / (acc.examples * acc.positions)
+        finite = bool(tf.reduce_all(tf.math.is_finite(omega))) and \
+            bool(tf.reduce_all(tf.math.is_finite(gamma)))
+    t1 = time.perf_counter()
+    if finite:
+        if use_numpy:
+            lo, lg = _log_eigs_np(omega, rtol), _log_eigs_np(gamma, rtol)
+        else:
+            lo, lg = _log_eigs(omega, rtol).numpy(), _log_eigs(gamma, rtol).numpy()
+        logs = (lo[..., :, None] + lg[..., None, :]).reshape(-1)
+        finite = bool(np.isfinite(logs).all())
+    else:
+        lo = np.full(tuple(omega.shape[:-1]), np.nan)
+        lg = np.full(tuple(gamma.shape[:-1]), np.nan)
+        logs = np.full([n_params], np.nan)
+    t2 = time.perf_counter()
+    if int(logs.shape[0]) != n_params:
+        raise RuntimeError(f"layer {name}: {int(logs.shape[0])} eigenvalues for "
+                           f"{n_params} weights")
+    logs_np = logs.astype(np.float64)
+    hist, edges = _histogram(np.nan_to_num(logs_np, nan=np.inf), n_params)
+    result = LayerFisher(
+        name=name, kind=kind,
+        omega=np.asarray(omega) if keep_factors else None,
+        gamma=np.asarray(gamma) if keep_factors else None,
+        log_eig_omega=lo, log_eig_gamma=lg, log_eigenvalues=logs_np,
+        num_params=n_params, histogram=hist, bin_edges=edges, has_bias=bool(bias),
+        positions=int(acc.positions), valid=finite)
+    return result, {"factors": t1 - t0, "eig": t2 - t1}
+
+
+def _eig_cost(rec):
+    """Rough flops of a layer's eigendecompositions (``D³ + K³`` of its kernel's input and
+    output sizes), to schedule the costly ones first."""
+    layer = rec.layer
+    kernel = getattr(layer, "kernel", None)
+    if kernel is None:
+        kernel = getattr(layer, "depthwise_kernel", None)
+    if kernel is None or len(kernel.shape) < 2:
+        return 0
+    shape = [int(v) for v in kernel.shape]
+    return int(np.prod(shape[:-1])) ** 3 + shape[-1] ** 3
+
+
+def _finish_layer(rec, acc_list, rtol, keep_factors, pool, use_numpy):
+    """``[(block name, future of _finish_block)]`` for the blocks of a layer whose factor sums
+    are complete: run by ``pool`` (NumPy eigenvalues, overlapping the caller's next layers)
+    or, without one, right away."""
+    out = []
+    for (suffix, kind, n_params), acc in zip(_blocks(rec.layer, rec.kind), acc_list):
+        if acc.omega is None:
+            continue                               # layer not on the path of the output
+        bias = _has_bias(rec.layer) and not (rec.kind == "separable" and kind == "depthwise")
+        args = (rec.layer.name + suffix, kind, n_params, acc, bias, rtol, keep_factors,
+                use_numpy)
+        if pool is not None:
+            future = pool.submit(_finish_block, *args)
+        else:
+            future = concurrent.futures.Future()
+            future.set_result(_finish_block(*args))
+        out.append((args[0], future))
+    return out
 
 
 # ----------------------------------------------------------------------------- timing
@@ -910,9 +1267,11 @@ def fisher_eigenvalues(model, x, y=None, labels="model", seed=0, batch_size=None
             below the resolution of factors accumulated in float32).
         keep_factors: keep Ω and Γ (as NumPy) in the result.
         timings: a dict to fill with wall-clock seconds: ``"pass"`` (forward and backward
-            passes), ``"other"`` (histograms, checks) and ``"blocks"``: ``{block name:
-            {"patches", "factors", "eig"}}`` (a profiling aid; eager ops on a CPU run
-            synchronously, on a GPU the times are those of dispatch plus any waits).
+            passes), ``"other"`` (what the blocks' times leave of the total) and ``"blocks"``:
+            ``{block name: {"patches", "factors", "eig"}}`` (a profiling aid; eager ops on a
+            CPU run synchronously, on a GPU the times are those of dispatch plus any waits; on
+            a CPU the eigenvalues and the normalization of the factors are timed in the worker
+            thread, overlapping the other stages).
         graph: run each convolution's Ω as a traced ``tf.function`` -- ``"auto"`` (a geometry
             seen for the third time in this process), ``True`` (always) or ``False`` (eager).
 
@@ -948,97 +1307,86 @@ def fisher_eigenvalues(model, x, y=None, labels="model", seed=0, batch_size=None
     mode = output
     y_all = None if y is None else np.asarray(y)
     pass_time = 0.0
+    # Eigenvalues by LAPACK (NumPy) on a CPU-only machine, in one worker thread while the
+    # next layers' factors are computed (both release the GIL), with one BLAS thread;
+    # on a GPU by TensorFlow, in order.
+    use_numpy = _numpy_eigenvalues()
+    finishing = {}
+    # layers with the costliest eigendecompositions first, so that the worker's last jobs,
+    # the ones nothing overlaps, are small (results keep the model's order)
+    order = sorted(range(len(records)), key=lambda i: -_eig_cost(records[i])) if use_numpy \
+        else list(range(len(records)))
+    with contextlib.ExitStack() as cleanup:
+        pool = None
+        if use_numpy:
+            cleanup.enter_context(_blas_one_thread())      # restored after the pool's jobs
+            if _OVERLAP:
+                pool = cleanup.enter_context(concurrent.futures.ThreadPoolExecutor(1))
 
-    for chunk, start in enumerate(range(0, total, step)):
-        stop = min(start + step, total)
-        xb = [v[start:stop] for v in xs]
-        for rec in records:
-            rec.inputs, rec.outputs, rec.mids = [], [], []
-        t_pass = time.perf_counter()
-        hooks = _Hooks(records)
-        with hooks, tf.GradientTape(watch_accessed_variables=False) as tape:
-            hooks.tape = tape
-            out = model(xb if len(xb) > 1 else xb[0], training=False)
-            if isinstance(out, (list, tuple)):
-                out = out[0]
-            logp, mode = _log_probs(out, mode)
-            if not bool(tf.reduce_all(tf.math.is_finite(logp))):
-                valid = False
-                reasons.append("non-finite model output")
-            if labels == "model":
-                safe = tf.where(tf.math.is_finite(logp), logp, tf.zeros_like(logp))
-                draw = tf.random.stateless_categorical(
-                    tf.stop_gradient(safe), 1, seed=tf.constant([int(seed), chunk], tf.int64))
-                lab = tf.reshape(draw, [-1])
-            else:
-                lab = _data_labels(y_all[start:stop], out.shape)
-                if int(lab.shape[0]) != int(logp.shape[0]):
-                    raise ValueError(f"y gives {int(lab.shape[0])} labels for "
-                                     f"{int(logp.shape[0])} predictions")
-            nll = -tf.reduce_sum(tf.gather(logp, lab, batch_dims=1))
-        if not bool(tf.math.is_finite(nll)):
-            valid = False
-            reasons.append("non-finite loss")
-        targets = [s for rec in records for s in rec.outputs + rec.mids]
-        grads = tape.gradient(nll, targets) if targets else []
-        pass_time += time.perf_counter() - t_pass
-        k = 0
-        for rec, acc in zip(records, accs):
-            n = len(rec.outputs)
-            if len(rec.inputs) != n:
-                raise RuntimeError(f"layer {rec.layer.name}: saw {len(rec.inputs)} inputs but "
-                                   f"{n} pre-activations")
-            g_out = grads[k:k + n]
-            g_mid = grads[k + n:k + n + len(rec.mids)]
-            k += n + len(rec.mids)
-            if n:
-                timer.current = block_times.setdefault(rec.layer.name, {})
-                for a, sums in zip(acc, _layer_sums(rec, g_out, g_mid, depthwise, timer, graph)):
-                    a.add(*sums)
-                timer.current = None
-        for rec in records:
-            rec.inputs, rec.outputs, rec.mids = [], [], []
-
-    layers = []
-    stage_times = {}
-    for rec, acc_list in zip(records, accs):
-        for (suffix, kind, n_params), acc in zip(_blocks(rec.layer, rec.kind), acc_list):
-            if acc.omega is None:
-                continue                               # layer not on the path of the output
-            name = rec.layer.name + suffix
-            timer.current = stage_times.setdefault(name, {})
-            with timer("factors"):
-                omega = acc.omega / acc.examples
-                gamma = acc.gamma / (acc.examples * acc.positions)
-                finite = bool(tf.reduce_all(tf.math.is_finite(omega))) and \
-                    bool(tf.reduce_all(tf.math.is_finite(gamma)))
-            bias = _has_bias(rec.layer) and not (rec.kind == "separable" and kind == "depthwise")
-            with timer("eig"):
-                if finite:
-                    lo, lg = _log_eigs(omega, rtol), _log_eigs(gamma, rtol)
-                    pair = lo[..., :, None] + lg[..., None, :]
-                    logs = tf.reshape(pair, [-1])
-                    finite = bool(tf.reduce_all(tf.math.is_finite(logs)))
+        for chunk, start in enumerate(range(0, total, step)):
+            stop = min(start + step, total)
+            xb = [v[start:stop] for v in xs]
+            for rec in records:
+                rec.inputs, rec.outputs, rec.mids = [], [], []
+            t_pass = time.perf_counter()
+            hooks = _Hooks(records)
+            with hooks, tf.GradientTape(watch_accessed_variables=False) as tape:
+                hooks.tape = tape
+                out = model(xb if len(xb) > 1 else xb[0], training=False)
+                if isinstance(out, (list, tuple)):
+                    out = out[0]
+                logp, mode = _log_probs(out, mode)
+                if not bool(tf.reduce_all(tf.math.is_finite(logp))):
+                    valid = False
+                    reasons.append("non-finite model output")
+                if labels == "model":
+                    safe = tf.where(tf.math.is_finite(logp), logp, tf.zeros_like(logp))
+                    draw = tf.random.stateless_categorical(
+                        tf.stop_gradient(safe), 1, seed=tf.constant([int(seed), chunk], tf.int64))
+                    lab = tf.reshape(draw, [-1])
                 else:
-                    lo = tf.fill(omega.shape[:-1], np.nan)
-                    lg = tf.fill(gamma.shape[:-1], np.nan)
-                    logs = tf.fill([n_params], np.nan)
-            timer.current = None
-            if int(logs.shape[0]) != n_params:
-                raise RuntimeError(f"layer {name}: {int(logs.shape[0])} eigenvalues for "
-                                   f"{n_params} weights")
-            if not finite:
+                    lab = _data_labels(y_all[start:stop], out.shape)
+                    if int(lab.shape[0]) != int(logp.shape[0]):
+                        raise ValueError(f"y gives {int(lab.shape[0])} labels for "
+                                         f"{int(logp.shape[0])} predictions")
+                nll = -tf.reduce_sum(tf.gather(logp, lab, batch_dims=1))
+            if not bool(tf.math.is_finite(nll)):
                 valid = False
-                reasons.append(f"non-finite Fisher factors in layer {name}")
-            logs_np = logs.numpy().astype(np.float64)
-            hist, edges = _histogram(np.nan_to_num(logs_np, nan=np.inf), n_params)
-            layers.append(LayerFisher(
-                name=name, kind=kind,
-                omega=omega.numpy() if keep_factors else None,
-                gamma=gamma.numpy() if keep_factors else None,
-                log_eig_omega=lo.numpy(), log_eig_gamma=lg.numpy(), log_eigenvalues=logs_np,
-                num_params=n_params, histogram=hist, bin_edges=edges, has_bias=bool(bias),
-                positions=int(acc.positions), valid=finite))
+                reasons.append("non-finite loss")
+            targets = [s for rec in records for s in rec.outputs + rec.mids]
+            grads = tape.gradient(nll, targets) if targets else []
+            pass_time += time.perf_counter() - t_pass
+            offsets = np.cumsum([0] + [len(rec.outputs) + len(rec.mids) for rec in records])
+            for rec_index in order:
+                rec, acc, k = records[rec_index], accs[rec_index], int(offsets[rec_index])
+                n = len(rec.outputs)
+                if len(rec.inputs) != n:
+                    raise RuntimeError(f"layer {rec.layer.name}: saw {len(rec.inputs)} inputs "
+                                       f"but {n} pre-activations")
+                g_out = grads[k:k + n]
+                g_mid = grads[k + n:k + n + len(rec.mids)]
+                if n:
+                    timer.current = block_times.setdefault(rec.layer.name, {})
+                    for a, sums in zip(acc, _layer_sums(rec, g_out, g_mid, depthwise, timer,
+                                                        graph)):
+                        a.add(*sums)
+                    timer.current = None
+                if stop == total:                   # the factors are complete: finish them
+                    finishing[rec_index] = _finish_layer(rec, acc, rtol, keep_factors, pool,
+                                                           use_numpy)
+            for rec in records:
+                rec.inputs, rec.outputs, rec.mids = [], [], []
+
+        layers = []
+        stage_times = {}
+        for rec_index in range(len(records)):
+            for name, future in finishing.pop(rec_index, []):
+                layer_fisher, times = future.result()
+                stage_times[name] = times
+                if not layer_fisher.valid:
+                    valid = False
+                    reasons.append(f"non-finite Fisher factors in layer {name}")
+                layers.append(layer_fisher)
     if timings is not None:
         blocks = {}
         for rec in records:
