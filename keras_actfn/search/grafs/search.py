@@ -119,7 +119,7 @@ def _default_loss(model, task):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
 
 
-def _search_config(locals_):
+def _search_config(**settings):
     """The settings a checkpoint must match, as JSON values (callables by name)."""
     def plain(value):
         if isinstance(value, (list, tuple)):
@@ -127,7 +127,7 @@ def _search_config(locals_):
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         return getattr(value, "__name__", type(value).__name__)
-    return {key: plain(value) for key, value in sorted(locals_.items())}
+    return {key: plain(value) for key, value in sorted(settings.items())}
 
 
 class _Checkpoint:
@@ -343,7 +343,7 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
                 lambda xy, s: augment_fn(xy[0], xy[1], s), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    saved = _Checkpoint(checkpoint, _search_config(locals_=dict(
+    saved = _Checkpoint(checkpoint, _search_config(
         epochs=epochs, warm_start_epochs=warm_start_epochs, batch_size=batch_size,
         learning_rate=learning_rate, arch_learning_rate=arch_learning_rate,
         train_fraction=train_fraction, targets=targets, original=original,
@@ -354,7 +354,9 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
         min_learning_rate=min_learning_rate, arch_betas=arch_betas,
         arch_restart_period=arch_restart_period,
         arch_min_learning_rate=arch_min_learning_rate, augment=augment, task=task.name,
-        model=search_model.name, weight_optimizer=weight_optimizer))) if checkpoint else None
+        # the network by its size (Keras numbers unnamed models per process)
+        model_weights=int(search_model.count_params()),
+        weight_optimizer=weight_optimizer)) if checkpoint else None
     # a resumed search draws a fresh data order: shift the shuffle seeds by the epoch
     shift = 0 if saved is None or saved.state is None else 1000 * int(saved.state["epoch"])
     train_iter = iter(batches(xt, yt, seed + shift, per_epoch=per_epoch))
