@@ -47,7 +47,7 @@ import traceback
 import numpy as np
 
 from .record import EvaluationRecord
-from .recipes import AugmentSpec, Recipe, get_recipe, parse_augment
+from .recipes import AugmentSpec, Recipe, augment_for_task, get_recipe, parse_augment
 
 #: tasks loaded by name, kept for the next evaluation (loading CIFAR takes seconds)
 _TASK_CACHE: "collections.OrderedDict" = collections.OrderedDict()
@@ -174,17 +174,9 @@ def prepare(task=None, model=None, recipe="quick", **overrides) -> EvaluationPla
     if recipe.subset:
         task = task.subset(**recipe.option("subset"), seed=0)
 
-    augment = parse_augment(recipe.augment)
-    if isinstance(augment, AugmentSpec):
-        if len(task.input_shape) != 3:
-            raise ValueError(f"recipe {recipe.label!r} augments images ({recipe.augment}) but "
-                             f"task {task.name!r} has inputs of shape {task.input_shape}")
-        from ..data.augment import make_augment
-
-        # TrivialAugment runs on pixels: it reads the task's normalization to undo it
-        task = dataclasses.replace(task, augment=make_augment(
-            flip=augment.flip, pad=augment.pad, trivialaugment=augment.trivialaugment,
-            preprocess=task.preprocess))
+    if isinstance(parse_augment(recipe.augment), AugmentSpec):
+        task = dataclasses.replace(task, augment=augment_for_task(
+            recipe.augment, task, what=f"recipe {recipe.label!r}"))
 
     if model is None:
         model = recipe.model

@@ -102,6 +102,26 @@ def parse_augment(spec):
     return AugmentSpec(flip, pad, trivial)
 
 
+def augment_for_task(spec, task, what=None):
+    """The batch function ``fn(x, y, seed) -> (x, y)`` that augmentation ``spec`` (see
+    :func:`parse_augment`) gives on ``task``: ``None`` for none, the task's own for
+    ``"task"``, else :func:`keras_actfn.data.augment.make_augment` of the spec (TrivialAugment
+    reads the task's normalization to work on pixels). ``what`` names the spec's owner in
+    the error raised when the task has no images."""
+    parsed = parse_augment(spec)
+    if parsed == "task":
+        return task.augment
+    if parsed is None:
+        return None
+    if len(task.input_shape) != 3:
+        raise ValueError(f"{what or 'augmentation'} augments images ({spec}) but task "
+                         f"{task.name!r} has inputs of shape {task.input_shape}")
+    from ..data.augment import make_augment
+
+    return make_augment(flip=parsed.flip, pad=parsed.pad, trivialaugment=parsed.trivialaugment,
+                        preprocess=task.preprocess)
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """How to train and judge one candidate.
@@ -591,4 +611,5 @@ for _name in ("mini_gpt", "tiny_gpt", "small_gpt"):
     register_recipe(Recipe(name=f"grafs_eval_{_name}", model=_name, **_GRAFS_GPT))
 
 __all__ = ["Recipe", "RECIPES", "get_recipe", "register_recipe", "parse_augment", "AugmentSpec",
+           "augment_for_task",
            "WIDTH_ARGUMENTS", "OPTIMIZERS"]

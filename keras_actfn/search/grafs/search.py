@@ -190,19 +190,9 @@ def _augmentation(augment, task):
     """``grafs_search``'s ``augment`` as a batch function (or ``None``)."""
     if augment is None or callable(augment):
         return augment
-    from ...data.augment import make_augment
-    from ...train.recipes import AugmentSpec, parse_augment
+    from ...train.recipes import augment_for_task
 
-    spec = parse_augment(augment)
-    if spec == "task":
-        return task.augment
-    if isinstance(spec, AugmentSpec):
-        if len(task.input_shape) != 3:
-            raise ValueError(f"augment={augment!r} augments images, but task {task.name!r} "
-                             f"has inputs of shape {task.input_shape}")
-        return make_augment(flip=spec.flip, pad=spec.pad, trivialaugment=spec.trivialaugment,
-                            preprocess=task.preprocess)
-    return None
+    return augment_for_task(augment, task, what="grafs_search's augment")
 
 
 def _original_name(targets):
