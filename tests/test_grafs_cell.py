@@ -374,3 +374,134 @@ def test_anchor_penalty_after_drops_covers_active_operators_only():
         expected_l2 += np.sum((rho - 1) ** 2)
     assert float(p.anchor_penalty(0.3)) == pytest.approx(0.3 * expected_kl, rel=1e-4)
     assert float(p.anchor_penalty(2.0, "l2")) == pytest.approx(2.0 * expected_l2, rel=1e-4)
+
+
+# ------------------------------------------------------------- the cell's own gradient
+def _random_parameters(seed, **kwargs):
+    rng = np.random.default_rng(seed)
+    p = CellParameters(seed=seed, **kwargs)
+    for v, scale in ((p.unary_logits, 1.0), (p.binary_logits, 1.0), (p.gamma, 1.5),
+                     (p.mix_weight, 1.0)):
+        v.assign(rng.normal(0, scale, v.shape).astype("float32"))
+    return p
+
+
+def _value_and_gradients(p, fn, x):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+        loss = tf.reduce_sum(y * tf.cos(3.0 * x))  # an upstream gradient that varies
+    variables = [x] + p.search_variables
+    grads = tape.gradient(loss, variables)
+    return y, [np.zeros(v.shape, "float32") if g is None else g.numpy()
+               for g, v in zip(grads, variables)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cell_gradient_matches_autodiff_of_registry_operators(seed):
+    """The traced cell's hand-chained gradient (operator derivative rules, clip masks,
+    parametric gamma/BetaMix terms) against TensorFlow's autodiff of the per-position cell
+    built from the registry's operators, for the input and every search variable."""
+    p = _random_parameters(seed)
+    cell = SearchCell(p)
+    rng = np.random.default_rng(10 + seed)
+    x = np.concatenate([rng.normal(0, 2, 300), rng.uniform(-40, 40, 60),
+                        [0.0, -0.0, 1e-3, -1e-3, 10.0, -10.0, 29.0, 31.0, 3.2, -2.2]])
+    x = tf.constant(x.astype("float32"))
+    fused, g_fused = _value_and_gradients(p, lambda v: cell(v, training=False), x)
+    ref, g_ref = _value_and_gradients(p, lambda v: cell._cell_by_position(v, False), x)
+    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=2e-5, atol=2e-5)
+    for got, want in zip(g_fused, g_ref):
+        scale = np.max(np.abs(want)) + 1e-6
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("name", [n for n in ops.GRAFS_UNARY if n not in ops.GRAFS_TEMPLATES])
+def test_unary_rule_is_the_operators_derivative(name):
+    """Each unary operator alone in the traced cell (u0 = u1 = u3 = op, b = add/left): the
+    gradient equals autodiff of the registry's operator, at ties (0) and past the clip."""
+    p = CellParameters(unary=(name,), binary=("left",))
+    cell = SearchCell(p)
+    x = tf.constant(np.concatenate([np.linspace(-12, 12, 481), [0.0, 1e-6, -1e-6, 35.0]])
+                    .astype("float32"))
+    fused, (gx, *_) = _value_and_gradients(p, lambda v: cell(v, training=False), x)
+    ref, (rx, *_) = _value_and_gradients(p, lambda v: cell._cell_by_position(v, False), x)
+    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gx, rx, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ops.GRAFS_BINARY)
+def test_binary_rule_is_the_operators_derivative(name):
+    """Each binary operator alone at both vertices (unary: identity and square, so the
+    two inputs differ and tie at 0 and 1): gradient vs autodiff of the registry's operator."""
+    p = _random_parameters(5, unary=("identity", "square"), binary=(name,))
+    cell = SearchCell(p)
+    x = tf.constant(np.concatenate([np.linspace(-4, 4, 161), [0.0, 1.0, 20.0]]).astype("float32"))
+    fused, g_fused = _value_and_gradients(p, lambda v: cell(v, training=False), x)
+    ref, g_ref = _value_and_gradients(p, lambda v: cell._cell_by_position(v, False), x)
+    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
+    for got, want in zip(g_fused, g_ref):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_fast_sinh_and_arcsinh_values():
+    """The cell's sinh/arcsinh formulations against double precision, small to large |x|."""
+    from keras_actfn.search.grafs.cell import _asinh, _sinh
+
+    x = np.concatenate([np.geomspace(1e-30, 30, 2000), -np.geomspace(1e-30, 30, 2000), [0.0]])
+    got = _sinh(tf.constant(x.astype("float32"))).numpy()
+    xf = x.astype("float32").astype(np.float64)
+    np.testing.assert_allclose(got, np.sinh(xf), rtol=5e-7)
+    big = np.concatenate([x, np.geomspace(30, 1e17, 200)])
+    bf = big.astype("float32").astype(np.float64)
+    np.testing.assert_allclose(_asinh(tf.constant(big.astype("float32"))).numpy(),
+                               np.arcsinh(bf), rtol=5e-7)
+
+
+def test_cell_of_constant_operators_keeps_the_input_shape():
+    """The constant operator gamma alone at every unary position: the traced cell is
+    gamma-valued with the input's shape, and its gradient reaches gamma."""
+    p = _random_parameters(2, unary=("gamma",), binary=("add", "left"))
+    cell = SearchCell(p)
+    x = tf.constant(np.linspace(-2, 2, 12).reshape(3, 4).astype("float32"))
+    fused, g_fused = _value_and_gradients(p, lambda v: cell(v, training=False), x)
+    ref, g_ref = _value_and_gradients(p, lambda v: cell._cell_by_position(v, False), x)
+    assert fused.shape == x.shape
+    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
+    for got, want in zip(g_fused, g_ref):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.abs(g_fused[3]).sum() > 0  # gamma's gradient
+
+
+def test_operators_without_a_rule_use_tensorflow_gradients():
+    """Registry operators outside the GRAFS space (no derivative rule in the cell) are
+    differentiated by TensorFlow inside the same compact gradient."""
+    p = _random_parameters(4, unary=("sin", "selu", "tanh"), binary=("add", "mul", "div"))
+    cell = SearchCell(p)
+    x = tf.constant(np.linspace(-3, 3, 61).astype("float32"))
+    fused, g_fused = _value_and_gradients(p, lambda v: cell(v, training=False), x)
+    ref, g_ref = _value_and_gradients(p, lambda v: cell._cell_by_position(v, False), x)
+    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+    for got, want in zip(g_fused, g_ref):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_half_precision_cell_is_finite_past_the_clamps():
+    """float16 inputs: exp and sinh at their clamps (e^30) overflow a half float; the cell
+    computes in float32, so outputs and gradients stay finite and match float32's."""
+    p = _random_parameters(6, unary=("exp", "sinh", "identity"), binary=("add", "max"))
+    x32 = np.concatenate([np.linspace(-5, 5, 41), [40.0, -40.0, 1000.0]]).astype("float32")
+    uw, bw = p.block_weights(True, False), p.block_weights(False, False)
+    outs = {}
+    for dtype in ("float16", "float32"):
+        x = tf.constant(x32.astype(dtype))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = p.cell_function(dtype)(x, tf.cast(uw, dtype), tf.cast(bw, dtype))
+            loss = tf.reduce_sum(tf.cast(y, tf.float32))
+        g = tape.gradient(loss, x)
+        assert y.dtype == tf.as_dtype(dtype)
+        assert np.all(np.isfinite(y.numpy())) and np.all(np.isfinite(g.numpy()))
+        outs[dtype] = (y.numpy().astype("float32"), g.numpy().astype("float32"))
+    for half, full in zip(outs["float16"], outs["float32"]):
+        np.testing.assert_allclose(half, full, rtol=1e-2, atol=2e-2)

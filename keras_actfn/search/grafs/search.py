@@ -14,7 +14,9 @@ the warm start is a tensor choosing between two traced weight steps (the warm on
 plain network), so the loop is traced once (and again only when ``respecialize`` asks for a
 smaller cell). Every cell of the network calls one traced cell function
 (:meth:`CellParameters.cell_function`), so the cell is traced once per trace of the loop,
-not once per site and step. Gradient accumulation is an inner graph loop over micro-batches
+not once per site and step; its gradient is chained by hand from per-operator derivative
+rules (a fraction of the graph TensorFlow would derive), which makes both the setup and
+every step cheaper. Gradient accumulation is an inner graph loop over micro-batches
 summing into accumulator variables, so it adds no trace either.
 
 The paper's iteration-based language-model search (Table 9: ``max_iters``, ``eval_interval``,
@@ -424,21 +426,23 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
             accumulators[id(opt)] = [tf.Variable(tf.zeros_like(v), trainable=False)
                                      for v in variables]
 
-    def make_epoch():
+    def make_epoch(with_warm):
         """One epoch in one call: ``steps`` x (a cell step on validation data, then a weight
         step on training data), as a graph loop. The active operators are mask variables
         and ``warm`` (the weight steps use the original activation) is a tensor choosing
         between two traced weight steps, so neither drops nor the end of the warm start
-        need a new trace."""
+        need a new trace. A loop traced after the warm start (``with_warm`` false) has the
+        search's weight step only."""
         def run(steps, warm):
             def body(i, arch_sum, weight_sum):
                 arch_loss = update(valid_iter, arch_vars, arch_opt, True, False)
+                search = lambda: update(train_iter, weight_vars, weight_opt, False, False)  # noqa: E731
                 # two branches traced with the phase fixed, so the warm-start branch runs
                 # the plain network (a select would compute, and differentiate, the cells
                 # too); no gradient is taken through the cond itself
                 weight_loss = tf.cond(
                     warm, lambda: update(train_iter, weight_vars, weight_opt, False, True),
-                    lambda: update(train_iter, weight_vars, weight_opt, False, False))
+                    search) if with_warm else search()
                 return i + 1, arch_sum + arch_loss, weight_sum + weight_loss
 
             zero = tf.constant(0.0)
@@ -478,10 +482,12 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
                 traces += run_epoch.experimental_get_tracing_count() if run_epoch else 0
                 run_epoch = None
         epoch_start = time.perf_counter()
+        new_trace = run_epoch is None
+        if new_trace:  # a loop traced after the warm start has no warm branch
+            run_epoch = make_epoch(with_warm=warm)
         steps, warm = tf.constant(steps_per_epoch), tf.constant(warm)
         trace_seconds = 0.0
-        if run_epoch is None:
-            run_epoch = make_epoch()
+        if new_trace:
             # trace, and set the graph up with a call of no steps, to time both apart
             run_epoch.get_concrete_function(steps, warm)
             run_epoch(tf.constant(0), warm)
