@@ -397,51 +397,50 @@ def _value_and_gradients(p, fn, x):
                for g, v in zip(grads, variables)]
 
 
+def _check_against_autodiff(p, x, tol, grad_rtol, grad_atol):
+    """The traced cell (hand-chained gradient) vs TensorFlow's autodiff of the
+    per-position cell of registry operators: values within ``tol``, gradients for the
+    input and every search variable within ``grad_rtol`` / ``grad_atol`` (a number, or a
+    function of the reference gradient). Returns the traced cell's value and gradients."""
+    cell = SearchCell(p)
+    x = tf.constant(np.asarray(x, "float32"))
+    fused, g_fused = _value_and_gradients(p, lambda v: cell(v, training=False), x)
+    ref, g_ref = _value_and_gradients(p, lambda v: cell._cell_by_position(v, False), x)
+    assert fused.shape == x.shape
+    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=tol, atol=tol)
+    for got, want in zip(g_fused, g_ref):
+        atol = grad_atol(want) if callable(grad_atol) else grad_atol
+        np.testing.assert_allclose(got, want, rtol=grad_rtol, atol=atol)
+    return fused, g_fused
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_cell_gradient_matches_autodiff_of_registry_operators(seed):
     """The traced cell's hand-chained gradient (operator derivative rules, clip masks,
     parametric gamma/BetaMix terms) against TensorFlow's autodiff of the per-position cell
     built from the registry's operators, for the input and every search variable."""
-    p = _random_parameters(seed)
-    cell = SearchCell(p)
     rng = np.random.default_rng(10 + seed)
     x = np.concatenate([rng.normal(0, 2, 300), rng.uniform(-40, 40, 60),
                         [0.0, -0.0, 1e-3, -1e-3, 10.0, -10.0, 29.0, 31.0, 3.2, -2.2]])
-    x = tf.constant(x.astype("float32"))
-    fused, g_fused = _value_and_gradients(p, lambda v: cell(v, training=False), x)
-    ref, g_ref = _value_and_gradients(p, lambda v: cell._cell_by_position(v, False), x)
-    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=2e-5, atol=2e-5)
-    for got, want in zip(g_fused, g_ref):
-        scale = np.max(np.abs(want)) + 1e-6
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
+    _check_against_autodiff(_random_parameters(seed), x, 2e-5, 1e-4,
+                            lambda want: 1e-4 * (np.max(np.abs(want)) + 1e-6))
 
 
 @pytest.mark.parametrize("name", [n for n in ops.GRAFS_UNARY if n not in ops.GRAFS_TEMPLATES])
 def test_unary_rule_is_the_operators_derivative(name):
     """Each unary operator alone in the traced cell (u0 = u1 = u3 = op, b = add/left): the
     gradient equals autodiff of the registry's operator, at ties (0) and past the clip."""
-    p = CellParameters(unary=(name,), binary=("left",))
-    cell = SearchCell(p)
-    x = tf.constant(np.concatenate([np.linspace(-12, 12, 481), [0.0, 1e-6, -1e-6, 35.0]])
-                    .astype("float32"))
-    fused, (gx, *_) = _value_and_gradients(p, lambda v: cell(v, training=False), x)
-    ref, (rx, *_) = _value_and_gradients(p, lambda v: cell._cell_by_position(v, False), x)
-    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(gx, rx, rtol=1e-5, atol=1e-5)
+    x = np.concatenate([np.linspace(-12, 12, 481), [0.0, 1e-6, -1e-6, 35.0]])
+    _check_against_autodiff(CellParameters(unary=(name,), binary=("left",)), x, 1e-6, 1e-5, 1e-5)
 
 
 @pytest.mark.parametrize("name", ops.GRAFS_BINARY)
 def test_binary_rule_is_the_operators_derivative(name):
     """Each binary operator alone at both vertices (unary: identity and square, so the
     two inputs differ and tie at 0 and 1): gradient vs autodiff of the registry's operator."""
-    p = _random_parameters(5, unary=("identity", "square"), binary=(name,))
-    cell = SearchCell(p)
-    x = tf.constant(np.concatenate([np.linspace(-4, 4, 161), [0.0, 1.0, 20.0]]).astype("float32"))
-    fused, g_fused = _value_and_gradients(p, lambda v: cell(v, training=False), x)
-    ref, g_ref = _value_and_gradients(p, lambda v: cell._cell_by_position(v, False), x)
-    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
-    for got, want in zip(g_fused, g_ref):
-        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+    x = np.concatenate([np.linspace(-4, 4, 161), [0.0, 1.0, 20.0]])
+    _check_against_autodiff(_random_parameters(5, unary=("identity", "square"), binary=(name,)),
+                            x, 1e-6, 2e-5, 2e-5)
 
 
 def test_fast_sinh_and_arcsinh_values():
@@ -462,28 +461,16 @@ def test_cell_of_constant_operators_keeps_the_input_shape():
     """The constant operator gamma alone at every unary position: the traced cell is
     gamma-valued with the input's shape, and its gradient reaches gamma."""
     p = _random_parameters(2, unary=("gamma",), binary=("add", "left"))
-    cell = SearchCell(p)
-    x = tf.constant(np.linspace(-2, 2, 12).reshape(3, 4).astype("float32"))
-    fused, g_fused = _value_and_gradients(p, lambda v: cell(v, training=False), x)
-    ref, g_ref = _value_and_gradients(p, lambda v: cell._cell_by_position(v, False), x)
-    assert fused.shape == x.shape
-    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
-    for got, want in zip(g_fused, g_ref):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    assert np.abs(g_fused[3]).sum() > 0  # gamma's gradient
+    x = np.linspace(-2, 2, 12).reshape(3, 4)
+    _, grads = _check_against_autodiff(p, x, 1e-6, 1e-5, 1e-5)
+    assert np.abs(grads[3]).sum() > 0  # gamma's gradient
 
 
 def test_operators_without_a_rule_use_tensorflow_gradients():
     """Registry operators outside the GRAFS space (no derivative rule in the cell) are
     differentiated by TensorFlow inside the same compact gradient."""
     p = _random_parameters(4, unary=("sin", "selu", "tanh"), binary=("add", "mul", "div"))
-    cell = SearchCell(p)
-    x = tf.constant(np.linspace(-3, 3, 61).astype("float32"))
-    fused, g_fused = _value_and_gradients(p, lambda v: cell(v, training=False), x)
-    ref, g_ref = _value_and_gradients(p, lambda v: cell._cell_by_position(v, False), x)
-    np.testing.assert_allclose(fused.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
-    for got, want in zip(g_fused, g_ref):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    _check_against_autodiff(p, np.linspace(-3, 3, 61), 1e-5, 1e-4, 1e-5)
 
 
 def test_half_precision_cell_is_finite_past_the_clamps():
