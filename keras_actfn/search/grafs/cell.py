@@ -13,6 +13,13 @@ learnable ``gamma`` of the unary operators ``gamma``, ``gamma*x``, ``x + gamma``
 BetaMix weight of the binary ``mix`` operator live in one :class:`CellParameters` that every
 cell of the network references. Every operator output ``y`` is clipped to ``[-l, l]``
 (``l = 10``: "constraining unbounded operations").
+
+Layout: :class:`CellParameters` (distributions, masks, shrinking, the traced
+``cell_function``), the traced cell's blocks (``_unary_block``/``_binary_block`` ->
+``_mixed_terms``, whose gradient is chained by hand from the derivative rules
+``_UNARY_RULES``/``_BINARY_RULES``/``_PARAMETRIC``), :class:`SearchCell` (one activation
+site; its per-position path ``_cell_by_position`` is the argmax/unclipped evaluation and the
+tests' autodiff reference), then the export (:func:`discretize`, :func:`export_activation`).
 """
 
 from __future__ import annotations
