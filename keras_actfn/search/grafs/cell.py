@@ -380,10 +380,18 @@ def _raw(params, name, inputs, position):
     if name == "mix":
         w = tf.cast(params.mix_weight[position - len(UNARY_POSITIONS)], inputs[0].dtype)
         return ops.get("mix").tf_fn(inputs[0], inputs[1], w)
-    if name in _INPUT_CLAMP and params.clip is not None:
-        lo, hi = _INPUT_CLAMP[name]
-        inputs = [clip_values(v, lo, hi) for v in inputs]
+    if params.clip is not None:
+        inputs = _clamp_inputs(name, inputs, clip_values)
     return ops.get(name).tf_fn(*inputs)
+
+
+def _clamp_inputs(name, inputs, clip_fn):
+    """The inputs of an operator of ``_INPUT_CLAMP`` clamped with ``clip_fn(v, lo, hi)``
+    (the clipped output never depends on the clamp); others unchanged."""
+    if name not in _INPUT_CLAMP:
+        return list(inputs)
+    lo, hi = _INPUT_CLAMP[name]
+    return [clip_fn(v, lo, hi) for v in inputs]
 
 
 def _pick(matrix, rows, cols, dtype):
@@ -531,24 +539,22 @@ def _mixed_terms(names, inputs, rows, clip, param_names=(), param_rows=None, par
     # clipped terms first, then free ones; w's columns are permuted to match, dw back
     order = [t for t, f in enumerate(free) if not f] + [t for t, f in enumerate(free) if f]
     back = list(np.argsort(order))
+    permuted = order != sorted(order)
     n_clip = free.count(False)
     p_clip = [not _within(name, clip, bounded) for name in param_names]
+    taped = [name for name in names if name not in rules]  # TensorFlow's gradient for these
 
     @tf.custom_gradient
     def mixed(*args):
         xs, w, pw, theta = list(args[:count]), args[count], args[count + 1], args[count + 2]
-        taped = [name for name in names if name not in rules]
         with tf.GradientTape(persistent=len(taped) > 1) as tape:
             tape.watch(xs)
             raws, seen = [], []
-            for t in order:
-                vs = xs
-                if names[t] in _INPUT_CLAMP:  # the clipped output never depends on the clamp
-                    lo, hi = _INPUT_CLAMP[names[t]]
-                    vs = [tf.clip_by_value(v, lo, hi) for v in xs]
+            for t in order:  # the rules give the clamps' gradients (0 where they act)
+                vs = _clamp_inputs(names[t], xs, tf.clip_by_value)
                 raws.append(_VALUES.get(names[t], ops.get(names[t]).tf_fn)(*vs))
                 seen.append(vs)
-        w = tf.gather(w, order, axis=1) if order != sorted(order) else w
+        w = tf.gather(w, order, axis=1) if permuted else w
         groups = []  # (columns, stacked raw outputs, stacked outputs): clipped, then free
         out = 0.0
         for lo, hi, clipped in ((0, n_clip, True), (n_clip, len(order), False)):
@@ -585,7 +591,7 @@ def _mixed_terms(names, inputs, rows, clip, param_names=(), param_rows=None, par
                         if d is not None:
                             part.append(d)
                 dw = tf.concat([tf.matmul(g, y, transpose_b=True) for _, _, y in groups], axis=1)
-                dw = tf.gather(dw, back, axis=1) if order != sorted(order) else dw
+                dw = tf.gather(dw, back, axis=1) if permuted else dw
             if param_names:
                 dpw, dtheta = [], []
                 for j, (name, r, y_j) in enumerate(zip(param_names, p_raws, p_ys)):
