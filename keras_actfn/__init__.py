@@ -18,9 +18,10 @@ from .layers.baselines import APL, PAU, SPLASH, PReLU, PSwish  # noqa: E402
 from .library import BASELINE_FUNCTIONS, DISCOVERED_FUNCTIONS  # noqa: E402
 from .surgery import SurgeryError, find_activation_sites, replace_activations  # noqa: E402
 from . import models  # noqa: E402,F401 - registers the zoo's layers for .keras loading
+from .search.user import ActivationSearch  # noqa: E402
 
 __all__ = ["parse", "Expr", "ParseError", "evaluate", "fingerprint", "fingerprint_key",
            "gaussian_moments", "CustomActivation", "PReLU", "PSwish", "APL", "PAU", "SPLASH",
            "BASELINE_FUNCTIONS", "DISCOVERED_FUNCTIONS", "replace_activations",
            "find_activation_sites", "SurgeryError",
-           "keras_description", "__version__"]
+           "ActivationSearch", "keras_description", "__version__"]

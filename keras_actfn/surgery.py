@@ -45,7 +45,8 @@ from .backend import KERAS3, keras
 from .expr import Expr, parse
 from .layers import BASELINE_LAYERS, CustomActivation
 
-__all__ = ["replace_activations", "find_activation_sites", "activation_name",
+__all__ = ["replace_activations", "find_activation_sites", "hidden_activations",
+           "output_layers", "activation_name",
            "standalone_name", "normalize_name", "Site", "SurgeryError"]
 
 
@@ -400,7 +401,7 @@ def _subclassed_message(model) -> str:
 
 
 def replace_activations(model, fn, targets=("relu",), param_shape="per-channel",
-                        return_sites=False, **layer_kwargs):
+                        return_sites=False, keep_weights=True, **layer_kwargs):
     """Return a copy of ``model`` whose matching activation sites use ``fn``.
 
     Args:
@@ -415,6 +416,9 @@ def replace_activations(model, fn, targets=("relu",), param_shape="per-channel",
             activation site of the model (the identity never is one).
         param_shape: how :class:`CustomActivation` shares its parameters (text/Expr only).
         return_sites: also return the list of replaced :class:`Site` records.
+        keep_weights: copy every other weight from ``model`` (default); ``False`` leaves
+            the copy with fresh weights from each layer's initializers (a model to train
+            from scratch, e.g. one candidate of a search).
         **layer_kwargs: more ``CustomActivation`` arguments (``clip=``, ``center=``,
             ``dtype=``, ``trainable=``; not ``name=``).
 
@@ -443,10 +447,41 @@ def replace_activations(model, fn, targets=("relu",), param_shape="per-channel",
         raise SurgeryError(f"no activation site of model {model.name!r} matched {described}; "
                            f"its activation sites are: {found}")
     surgeon.build_replacements()
-    surgeon.copy_weights()
+    if keep_weights:
+        surgeon.copy_weights()
     if return_sites:
         return new_model, list(surgeon.sites)
     return new_model
+
+
+_NOT_ELEMENTWISE = frozenset({"softmax", "log_softmax"})
+
+
+def output_layers(model) -> list:
+    """The layers whose outputs are outputs of ``model`` (entering nested graph models)."""
+    adapter = _adapter()
+    if isinstance(model, keras.Sequential):
+        found = [model.layers[-1]] if model.layers else []
+    else:
+        found = [t._keras_history[0] for t in getattr(model, "outputs", None) or []]
+    out = []
+    for layer in found:
+        out.append(layer)
+        if adapter.is_graph_model(layer):
+            out.extend(output_layers(layer))
+    return out
+
+
+def hidden_activations(model):
+    """A ``targets`` predicate matching every activation site of ``model`` except those of
+    the layers that produce its outputs (a classifier's softmax/sigmoid stays) and softmax
+    anywhere (it is not elementwise)."""
+    outputs = frozenset(id(layer) for layer in output_layers(model))
+
+    def hidden(layer, name):
+        return id(layer) not in outputs and name not in _NOT_ELEMENTWISE
+
+    return hidden
 
 
 def find_activation_sites(model):

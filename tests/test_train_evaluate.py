@@ -228,8 +228,13 @@ def test_fitness_and_record_checks():
     assert r.fitness() == 0.8
     assert r.fitness("validation_loss") == -0.5
     assert r.fitness("test_accuracy") == -math.inf
-    with pytest.raises(ValueError, match="unknown metric"):
+    with pytest.raises(ValueError, match="minimized or maximized"):
         r.fitness("speed")
+    # any name Keras logs: history's last value, direction inferred or prefixed
+    r.history = {"val_auc": [0.6, 0.7], "val_mae": [0.4, 0.3]}
+    assert r.fitness("val_auc") == 0.7 and r.fitness("val_mae") == -0.3
+    assert r.fitness("max:val_mae") == 0.3 and r.fitness("val_accuracy") == 0.8
+    assert r.fitness("val_precision") == -math.inf  # not logged
     with pytest.raises(ValueError, match="reason"):
         EvaluationRecord(fn="x", task="t", model="m", recipe="r", seed=0, status="failed")
     with pytest.raises(ValueError, match="unknown failure reason"):

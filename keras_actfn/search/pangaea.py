@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..expr import parse
+from ..train.user_model import ORIGINAL
 from .base import Candidate, SearchAlgorithm, rng_from_state, rng_state
 from .spaces import PangaeaSpace
 
@@ -131,7 +132,8 @@ class Rerank(SearchAlgorithm):
     name = "rerank"
 
     def __init__(self, functions, runs=2, seed=0, metric="validation_accuracy", context=None):
-        self.functions = [str(parse(f)) for f in functions]
+        # ORIGINAL: the user's model with its own activations (the baseline of a comparison)
+        self.functions = [f if f == ORIGINAL else str(parse(f)) for f in functions]
         if not self.functions:
             raise ValueError("Rerank needs at least one function")
         self.runs, self.seed, self.metric = int(runs), int(seed), metric

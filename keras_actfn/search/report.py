@@ -21,6 +21,8 @@ import textwrap
 import numpy as np
 
 from ..expr import parse
+from ..train.record import split_objective
+from ..train.user_model import ORIGINAL
 from .store import Store
 
 
@@ -57,7 +59,7 @@ def top_functions(results, k=10, metric="validation_accuracy"):
                      "runs": len(values), "failed": len(evs) - len(values),
                      "runtime_s": float(np.mean(runtimes)) if runtimes else math.nan,
                      "first": min(ev.order or 0 for ev in evs)})
-    lower_is_better = metric.endswith("_loss")
+    lower_is_better = split_objective(metric)[1] == "min"
     rows.sort(key=lambda r: r["mean"], reverse=not lower_is_better)
     return rows[:k]
 
@@ -87,7 +89,7 @@ def best_so_far(results, metric="validation_accuracy"):
     failures), the running best, and ``[(index, value, fn)]`` where the best improved."""
     values = np.array([_metric_value(ev.record, metric) if ev.record is not None and
                        ev.record.ok else np.nan for ev in results])
-    lower = metric.endswith("_loss")
+    lower = split_objective(metric)[1] == "min"
     best = np.full(values.shape, np.nan)
     current, improvements = math.nan, []
     for i, (v, ev) in enumerate(zip(values, results)):
@@ -100,7 +102,7 @@ def best_so_far(results, metric="validation_accuracy"):
 
 
 def plot_progress(results, path=None, metric="validation_accuracy", baseline=None,
-                  annotate=6):
+                  annotate=6, baseline_label="ReLU"):
     """Best-so-far vs evaluations; the last ``annotate`` improvements are labelled."""
     values, best, improvements = best_so_far(results, metric)
     fig, ax = _figure()
@@ -109,7 +111,8 @@ def plot_progress(results, path=None, metric="validation_accuracy", baseline=Non
     ax.step(n, best, where="post", color="tab:blue", linewidth=2, label="best so far",
             zorder=2)
     if baseline is not None and not math.isnan(baseline):
-        ax.axhline(baseline, color="tab:red", linestyle="--", linewidth=1, label="ReLU")
+        ax.axhline(baseline, color="tab:red", linestyle="--", linewidth=1,
+                   label=baseline_label)
     for i, v, text in improvements[-annotate:]:
         label = "\n".join(textwrap.wrap(text, 28)[:2])
         ax.annotate(label, (i + 1, v), xytext=(6, -14), textcoords="offset points",
@@ -198,20 +201,26 @@ def write_report(store_path, out_dir=None, k=10, run="search", stream=None):
     try:
         _, final = load_results(store_path, "final")
         relu = str(parse("relu(x)"))
-        base_rows = [r for r in top_functions(final, 1000, metric) if r["fn"] == relu]
+        base_rows = [r for r in top_functions(final, 1000, metric) if r["fn"] == ORIGINAL]
+        label = "original activation"
+        if not base_rows:
+            base_rows = [r for r in top_functions(final, 1000, metric) if r["fn"] == relu]
+            label = "ReLU"
         baseline = base_rows[0]["mean"] if base_rows else None
     except Exception:  # noqa: BLE001 - a search without a final comparison has no baseline
         final = []
     paths = {"progress": os.path.join(out_dir, "progress.png"),
              "population": os.path.join(out_dir, "population.png"),
              "top_functions": os.path.join(out_dir, "top_functions.png")}
-    plot_progress(results, paths["progress"], metric, baseline)
+    plot_progress(results, paths["progress"], metric, baseline,
+                  baseline_label=label if baseline is not None else "ReLU")
     window = int(_find(config, "population") or 64)
     threshold = _find(config, "threshold")
     plot_population(results, window, paths["population"], metric,
                     threshold if threshold is not None else -math.inf)
-    if rows:
-        plot_top_shapes(rows[: min(6, len(rows))], paths["top_functions"])
+    shapes = [r for r in rows if r["fn"] != ORIGINAL]
+    if shapes:
+        plot_top_shapes(shapes[: min(6, len(shapes))], paths["top_functions"])
     else:
         paths.pop("top_functions")
     text = [f"store: {store_path}  ({len(results)} finished evaluations)",

@@ -57,7 +57,7 @@ def _cafe_exhaustive(budget, seed, context, depth=1, **options):
 
 def _aquasurf(budget, seed, context, regressor="knr", start="new_task",
               space="binary_unary_unary", features="both", fim_initial=None, fim_limit=None,
-              fim_batch=128, store=None, workers=1, **options):
+              fim_batch=128, store=None, workers=1, fim=None, **options):
     """AQuaSurF (ch. 6) on the unique functions of an A.3/A.4.3 space.
 
     ``features``: the surrogate's features -- ``"both"`` (the paper: FIM eigenvalues of the
@@ -68,7 +68,9 @@ def _aquasurf(budget, seed, context, regressor="knr", start="new_task",
     functions have features and one extra process computes the rest while it runs.
     ``fim_limit``: at most this many functions in the pool (seeded order, start functions
     first). Random search (``regressor="random"``) uses no features and no filter, as in
-    the paper."""
+    the paper. ``fim``: the FIM feature maker (default: :class:`FimFeatures` of the
+    context's registry model and task; a user-model search passes
+    :class:`~keras_actfn.search.aquasurf.pool.UserFimFeatures`)."""
     from .aquasurf.features import finite_outputs
     from .aquasurf.pool import CandidatePool, FimFeatures
     from .aquasurf.space import aquasurf_space, unique_functions
@@ -84,8 +86,9 @@ def _aquasurf(budget, seed, context, regressor="knr", start="new_task",
     targets = {"new_task": list(BASELINE_FUNCTIONS), "benchmark": ["relu(x)"]}.get(
         start, start if isinstance(start, (list, tuple)) else [])
     first = [i for i in find_functions(list(targets), texts, keys) if i is not None]
-    fim = None
-    if features != "outputs":
+    if features == "outputs":
+        fim = None
+    elif fim is None:
         from ..train import get_recipe
 
         model = context.get("model") or get_recipe(context.get("recipe", "quick")).model
@@ -244,8 +247,9 @@ def run_named_search(algorithm="pangaea", task="mnist1d", recipe="quick", model=
 def comparison_rows(rerank: Rerank, baseline: str):
     """``[(text, mean, std, n, is_baseline)]`` best first, failures as NaN."""
     from ..expr import parse
+    from ..train.user_model import ORIGINAL
 
-    base = str(parse(baseline))
+    base = baseline if baseline == ORIGINAL else str(parse(baseline))
     rows = []
     for text, _, values in rerank.ranking():
         vals = np.array([abs(v) if np.isfinite(v) else np.nan for v in values])

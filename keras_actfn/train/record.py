@@ -32,6 +32,44 @@ METRICS = ("validation_accuracy", "validation_loss", "train_accuracy", "train_lo
            "test_accuracy", "test_loss")
 
 
+#: Keras log names of the record's own fields (what ``fit`` reports as ``history`` keys)
+LOG_FIELDS = {"val_accuracy": "validation_accuracy", "val_loss": "validation_loss",
+              "accuracy": "train_accuracy", "loss": "train_loss"}
+
+# words that tell the direction of a metric Keras logs, as keras-tuner infers it
+_MINIMIZED = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge",
+              "poisson", "divergence", "perplexity", "logcosh")
+_MAXIMIZED = ("accuracy", "acc", "auc", "precision", "recall", "f1", "iou", "top_k", "r2",
+              "score", "fbeta")
+
+
+def split_objective(metric: str) -> tuple:
+    """``(name, direction)`` of an objective: ``"val_auc"`` -> ``("val_auc", "max")``,
+    ``"min:val_mae"`` -> ``("val_mae", "min")``.
+
+    A bare name's direction is inferred from its words (``loss``, ``mae``... are minimized;
+    ``accuracy``, ``auc``... maximized); a name that says neither needs the ``"min:"`` or
+    ``"max:"`` prefix (``ValueError`` otherwise)."""
+    if not isinstance(metric, str) or not metric.strip():
+        raise ValueError(f"an objective is a metric name such as 'val_accuracy', got "
+                         f"{metric!r}")
+    text = metric.strip()
+    head, sep, rest = text.partition(":")
+    if sep:
+        if head not in ("min", "max") or not rest:
+            raise ValueError(f"objective {metric!r}: the prefix must be 'min:' or 'max:'")
+        return rest, head
+    if text in METRICS:
+        return text, "min" if text.endswith("_loss") else "max"
+    words = text.lower().replace("-", "_").split("_")
+    if any(w in _MINIMIZED for w in words) or text.endswith("loss"):
+        return text, "min"
+    if any(w in _MAXIMIZED for w in words) or text.endswith("accuracy"):
+        return text, "max"
+    raise ValueError(f"cannot tell whether objective {metric!r} is minimized or maximized; "
+                     f"write 'min:{text}' or 'max:{text}'")
+
+
 def _finite_or_none(value):
     if value is None:
         return None
@@ -137,14 +175,28 @@ class EvaluationRecord:
         return self
 
     def fitness(self, metric: str = "validation_accuracy") -> float:
-        """A number to maximize: the metric (losses negated); ``-inf`` for a failed record
-        or a missing/non-finite value, so failures rank last in any search."""
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
-        value = _finite_or_none(getattr(self, metric))
+        """A number to maximize: the metric (minimized ones negated); ``-inf`` for a failed
+        record or a missing/non-finite value, so failures rank last in any search.
+
+        ``metric``: a record field (:data:`METRICS`) or any name Keras logs in ``history``
+        (``"val_auc"``, ``"val_loss"``; the last epoch's value), optionally prefixed
+        ``"min:"``/``"max:"`` (see :func:`split_objective`)."""
+        name, direction = split_objective(metric)
+        value = self.metric_value(name)
         if self.failed or value is None:
             return -math.inf
-        return -value if metric.endswith("_loss") else value
+        return -value if direction == "min" else value
+
+    def metric_value(self, name: str):
+        """The last value of a record field or a ``history`` entry, ``None`` if missing."""
+        if name in METRICS:
+            return _finite_or_none(getattr(self, name))
+        values = (self.history or {}).get(name)
+        if values:
+            return _finite_or_none(values[-1])
+        if name in LOG_FIELDS:
+            return _finite_or_none(getattr(self, LOG_FIELDS[name]))
+        return None
 
     def summary(self) -> str:
         """One line: status, validation/train/test metrics, epochs, time."""
@@ -181,4 +233,4 @@ class EvaluationRecord:
         return cls(**data)
 
 
-__all__ = ["EvaluationRecord", "REASONS", "METRICS", "STATUS_OK", "STATUS_FAILED"]
+__all__ = ["EvaluationRecord", "REASONS", "METRICS", "LOG_FIELDS", "split_objective", "STATUS_OK", "STATUS_FAILED"]

@@ -31,13 +31,14 @@ Two ways to get features:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
 
 import numpy as np
 
-__all__ = ["FimFeatures", "CandidatePool", "fim_kind"]
+__all__ = ["FimFeatures", "UserFimFeatures", "CandidatePool", "fim_kind"]
 
 
 def fim_kind(model: str, task: str, batch: int = 128, seed: int = 0,
@@ -80,6 +81,56 @@ class FimFeatures:
                     result = activation_fim_features(text, self.model, self._task,
                                                      batch=self.batch, seed=self.seed,
                                                      labels=self.labels)
+                out.append(fim_entry(result))
+            except Exception as err:  # noqa: BLE001 -- unbuildable: no FIM, filtered out
+                out.append({"cdf": None, "layers": [], "valid": False,
+                            "reason": f"{type(err).__name__}: {err}"})
+        return out
+
+
+class UserFimFeatures:
+    """:class:`FimFeatures` for a user's own model: each function's FIM features on the
+    model of a :class:`~keras_actfn.train.user_model.UserEvaluator` (the candidate at its
+    activation sites, AutoInit as in training) and the first ``batch`` training examples
+    of its data. Covers every Dense/Conv/DepthwiseConv layer the user's model has.
+    Picklable when the evaluator is (a portable one for worker processes)."""
+
+    def __init__(self, evaluator, batch: int = 128, seed: int = 0, labels: str = "model"):
+        self.evaluator = evaluator
+        self.batch, self.seed, self.labels = int(batch), int(seed), labels
+        self._batch_data = None
+
+    @property
+    def kind(self) -> str:
+        config = self.evaluator.config()
+        described = json.dumps({"model": config["model"]["config_sha256"],
+                                "data": config["data"]["train"], "targets": config["targets"],
+                                "autoinit": config["autoinit"],
+                                "param_shape": config["param_shape"]}, sort_keys=True)
+        return fim_kind("user:" + hashlib.sha256(described.encode()).hexdigest()[:16],
+                        self.evaluator.data.name, self.batch, self.seed, self.labels)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_batch_data": None}
+
+    def __call__(self, texts) -> list:
+        from .benchmark import fim_entry  # noqa: PLC0415
+        from .fim import fisher_eigenvalues  # noqa: PLC0415
+
+        if self._batch_data is None:
+            self._batch_data = self.evaluator.data.first_batch(self.batch)
+        xb, yb = self._batch_data
+        out = []
+        for text in texts:
+            try:
+                with np.errstate(all="ignore"):
+                    net, status = self.evaluator.build(text, seed=self.seed)
+                    result = fisher_eigenvalues(net, xb, yb, labels=self.labels,
+                                                seed=self.seed)
+                if status.startswith("failed"):
+                    result.valid = False
+                    result.reason = "; ".join(r for r in (f"AutoInit {status}", result.reason)
+                                              if r)
                 out.append(fim_entry(result))
             except Exception as err:  # noqa: BLE001 -- unbuildable: no FIM, filtered out
                 out.append({"cdf": None, "layers": [], "valid": False,
