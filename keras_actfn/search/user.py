@@ -137,6 +137,7 @@ class ActivationSearch:
         self.evaluator = None
         self.summary = None
         self.comparison = []
+        _check_options(method, self.method_options)
 
     # ------------------------------------------------------------------ running
     def search(self, x=None, y=None, *, validation_data=None, validation_split=None,
@@ -295,6 +296,37 @@ class ActivationSearch:
     def __repr__(self):
         return (f"ActivationSearch(model={self.user_model.name!r}, method={self.method!r}, "
                 f"objective={self.objective!r}, budget={self.budget}, store={self.store!r})")
+
+
+def _check_options(method, options):
+    """Refuse an option the method does not take, before anything is written."""
+    import inspect
+
+    from .runner import ALGORITHMS
+
+    if method == "grafs":
+        from .grafs.user import check_options
+
+        check_options(options)
+        return
+    if method == "aquasurf":
+        from .aquasurf.surrogate import AquasurfSearch
+
+        known = set(inspect.signature(ALGORITHMS[method]).parameters) | set(
+            inspect.signature(AquasurfSearch).parameters)
+        known -= {"budget", "seed", "context", "options", "store", "workers", "fim",
+                  "functions", "coords", "keys", "source", "metric"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UserInputError(f"method aquasurf does not take {', '.join(unknown)}; its "
+                                 f"options: {', '.join(sorted(known))}")
+        return
+    try:  # the evolutionary algorithms are cheap to build: let them check their arguments
+        ALGORITHMS[method](1, 0, {}, **options)
+    except TypeError as err:
+        raise UserInputError(f"method {method}: {err}") from None
+    except ValueError as err:
+        raise UserInputError(f"method {method}: {err}") from None
 
 
 def _settings(evaluator):

@@ -29,6 +29,7 @@ import os
 import tempfile
 import time
 import traceback
+import warnings
 
 import numpy as np
 
@@ -409,17 +410,23 @@ class UserEvaluator:
         train = self.data.train.dataset(self.batch_size, shuffle=True, seed=seed)
         val = None if self.data.validation is None else self.data.validation.dataset(
             self.batch_size)
-        first_x = next(iter(train.take(1)))[0]
+        # the first batch of an unshuffled pass: taking it from `train` would advance the
+        # shuffle's per-iteration seed and change the epochs' order
+        first_x = next(iter(self.data.train.dataset(self.batch_size).take(1)))[0]
         if not np.all(np.isfinite(np.asarray(net(first_x, training=False)))):
             record.fail("overflow", "the model's output on the first training batch is not "
                                     "finite at initialization")
             return
         lap("first_batch")
         guard = _make_guard()
-        fit = net.fit(train, validation_data=val, epochs=self.epochs,
-                      steps_per_epoch=self.steps_per_epoch,
-                      validation_steps=self.validation_steps, verbose=self.verbose,
-                      callbacks=[guard], shuffle=False)  # the split shuffles, seeded
+        with warnings.catch_warnings():
+            # a candidate flat somewhere (zero(x), relu of a negative input) gives some
+            # variables no gradient: expected in a search, not the user's business
+            warnings.filterwarnings("ignore", message="Gradients do not exist")
+            fit = net.fit(train, validation_data=val, epochs=self.epochs,
+                          steps_per_epoch=self.steps_per_epoch,
+                          validation_steps=self.validation_steps, verbose=self.verbose,
+                          callbacks=[guard], shuffle=False)  # the split shuffles, seeded
         lap("fit")
         history = {k: [float(v) for v in values] for k, values in fit.history.items()}
         record.epochs_run = len(history.get("loss", [])) or guard.epoch + 1

@@ -1,0 +1,304 @@
+"""ActivationSearch on a user's own model and data (not the zoo's): the API, the data
+sources, resume and refusal, and every bad input named before anything trains."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keras_actfn as ka
+from keras_actfn.backend import keras, tf
+from keras_actfn.data.sources import resolve_data
+from keras_actfn.search.store import Store, StoreConfigError
+from keras_actfn.train.user_model import ORIGINAL, UserEvaluator, UserInputError, UserModel
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from user_models import make_data, make_model  # noqa: E402
+
+FIT = {"epochs": 1, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = make_data(480)
+    return x[:384], y[:384], x[384:], y[384:]
+
+
+def _search(model, store, method="pangaea", **options):
+    options.setdefault("final_seeds", 0)
+    if method in ("pangaea", "pangaea-nonparametric"):
+        options.setdefault("population", 2)
+        options.setdefault("sample", 2)
+    return ka.ActivationSearch(model, method=method, budget=4, store=store, progress=False,
+                               **options)
+
+
+# ------------------------------------------------------------------ the evaluator itself
+def test_original_candidate_trains_exactly_like_a_bare_fit(data):
+    """The evaluator's run of the user's model (own activations, own initializers) gives
+    the history of a bare clone + compile + fit with the same seed and batches."""
+    x, y, xv, yv = data
+    model = make_model()
+    source = resolve_data(x, y, validation_data=(xv, yv), input_shape=model.inputs[0].shape)
+    evaluator = UserEvaluator(UserModel(model), source, epochs=2, batch_size=64,
+                              objective="val_accuracy", autoinit=False)
+    record = evaluator(ORIGINAL, seed=3)
+    assert record.ok, record.message
+
+    keras.utils.set_random_seed(3)
+    reference = keras.models.clone_model(model)
+    reference.compile(optimizer=keras.optimizers.Adam(0.01),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = reference.fit(source.train.dataset(64, shuffle=True, seed=3),
+                            validation_data=source.validation.dataset(64), epochs=2,
+                            verbose=0, shuffle=False).history
+    np.testing.assert_allclose(record.history["val_accuracy"], history["val_accuracy"],
+                               atol=1e-6)
+    np.testing.assert_allclose(record.history["loss"], history["loss"], rtol=1e-5)
+    assert record.validation_accuracy == pytest.approx(history["val_accuracy"][-1])
+    assert record.fitness("val_accuracy") == pytest.approx(history["val_accuracy"][-1])
+
+
+def test_candidate_replaces_hidden_activations_only(data):
+    x, y, xv, yv = data
+    model = make_model()
+    source = resolve_data(x, y, validation_data=(xv, yv), input_shape=model.inputs[0].shape)
+    evaluator = UserEvaluator(UserModel(model), source, objective="val_loss")
+    net, status = evaluator.build("x*sigmoid(x)", seed=0)
+    assert status == "applied"
+    custom = [layer.activation for layer in net.layers
+              if isinstance(getattr(layer, "activation", None), ka.CustomActivation)]
+    assert len(custom) == 2 and all(str(c.fn) == "x * sigmoid(x)" for c in custom)
+    assert net.layers[-1].activation is keras.activations.softmax or \
+        getattr(net.layers[-1].activation, "__name__", "") == "softmax"
+    # compiled like the user's model: a fresh optimizer of the same config
+    assert type(net.optimizer).__name__ == "Adam"
+    assert float(np.asarray(net.optimizer.learning_rate)) == pytest.approx(0.01)
+    # AutoInit: the first layer's pre-activations on the training data have variance ~1
+    conv = net.layers[1]
+    kernel, bias = conv.kernel.numpy(), conv.bias.numpy()
+    windows = np.stack([x[:, k:k + 22, :] for k in range(3)], axis=2)  # (n, 22, 3, 1)
+    pre = np.einsum("ntki,kic->ntc", windows, kernel) + bias
+    assert np.var(pre) == pytest.approx(1.0, rel=0.2)
+
+
+# ------------------------------------------------------------------ searches, every method
+@pytest.mark.parametrize("method,options", [
+    ("pangaea", {}),
+    ("pangaea-random", {}),
+    ("pangaea-nonparametric", {}),
+    ("cafe", {"population": 4, "newcomers": 1, "elite": 1}),
+    ("cafe-random", {}),
+    ("aquasurf", {"fim_limit": 24, "fim_batch": 32}),
+])
+def test_every_method_searches_the_user_model(tmp_path, data, method, options):
+    x, y, xv, yv = data
+    store = tmp_path / "s.db"
+    search = _search(make_model(), store, method, **options)
+    search.search(x, y, validation_data=(xv, yv), **FIT)
+    results = search.results()
+    assert len(results) == 4
+    ok = [ev.record for ev in results if ev.record.ok]
+    assert ok, str(results)
+    for record in ok:
+        value = record.fitness("val_accuracy")
+        assert 0.0 <= value <= 1.0 and value == record.history["val_accuracy"][-1]
+        assert record.model == "user_net" and record.epochs_run == 1
+    assert search.best_function == search.summary.best[0].text
+    assert search.summary.best[0].record.validation_accuracy == max(
+        r.validation_accuracy for r in ok)
+    ka.parse(search.best_function)
+    assert "| 4 " not in str(results) and "ok" in str(results)
+
+
+def test_final_comparison_best_model_and_plot(tmp_path, data):
+    x, y, xv, yv = data
+    search = _search(make_model(), tmp_path / "s.db", final_top=2, final_seeds=2)
+    search.search(x, y, validation_data=(xv, yv), test_data=(xv, yv), **FIT)
+    texts = [row[0] for row in search.comparison]
+    assert ORIGINAL in texts and len(texts) == 3
+    final = search.results("final")
+    assert len(final) == 6 and all(ev.record.test_accuracy is not None
+                                   for ev in final if ev.record.ok)
+    # the table's means are the means of the journaled final runs
+    for text, mean, _, n, _ in search.comparison:
+        values = [ev.record.validation_accuracy for ev in final
+                  if ev.text == text and ev.record.ok]
+        if values:
+            assert mean == pytest.approx(np.mean(values)) and n == len(values)
+    assert "original activation (baseline)" in search.format_comparison()
+    best = search.best_model()
+    path = tmp_path / "best.keras"
+    best.save(path)
+    loaded = keras.models.load_model(path)
+    fns = {str(layer.activation.fn) for layer in loaded.layers
+           if isinstance(getattr(layer, "activation", None), ka.CustomActivation)}
+    assert fns == {search.best_function}
+    np.testing.assert_allclose(loaded.predict(xv[:8], verbose=0),
+                               best.predict(xv[:8], verbose=0), atol=1e-6)
+    png = search.plot(str(tmp_path / "progress.png"))
+    assert os.path.getsize(png) > 1000
+
+
+# ------------------------------------------------------------------ streaming data
+def _counting_dataset(n, counter, batch=32):
+    x, y = make_data(n, seed=1)
+
+    def gen():
+        for i in range(n):
+            counter[0] += 1
+            yield x[i], y[i]
+
+    spec = (tf.TensorSpec((24, 1), tf.float32), tf.TensorSpec((), tf.int32))
+    return tf.data.Dataset.from_generator(gen, output_signature=spec).batch(batch)
+
+
+def test_tf_data_source_is_streamed_not_materialized(tmp_path, data):
+    _, _, xv, yv = data
+    counter = [0]
+    ds = _counting_dataset(100_000, counter)
+    assert resolve_data(ds, input_shape=(None, 24, 1)) and counter[0] == 0
+    search = _search(make_model(), tmp_path / "s.db")
+    search.search(ds, validation_data=(xv, yv), epochs=1, steps_per_epoch=3)
+    assert len(search.results()) == 4
+    # AutoInit's input moments (4,096 examples), 4 candidates x 3 steps x 32, a few batches
+    # for the checks and the fingerprint, prefetching: nowhere near the 100,000 examples a
+    # materialized copy would read
+    assert 4096 < counter[0] < 8000, counter[0]
+
+
+def test_unbatched_dataset_is_batched_with_batch_size(data):
+    x, y, _, _ = data
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    source = resolve_data(ds, input_shape=(None, 24, 1))
+    assert not source.train.batched
+    first = next(iter(source.train.dataset(50)))
+    assert tuple(first[0].shape) == (50, 24, 1)
+
+
+# ------------------------------------------------------------------ resume and refusal
+def test_sigkill_then_resume_repeats_nothing(tmp_path, data):
+    store = tmp_path / "killed.db"
+    child = subprocess.Popen([sys.executable, str(HERE / "user_search_child.py"), str(store),
+                              "--die-after", "2"], stdout=subprocess.PIPE, text=True,
+                             cwd=HERE.parent)
+    out, _ = child.communicate(timeout=600)
+    assert child.returncode == -signal.SIGKILL, out
+    with Store(store) as journal:
+        journal.select_run("search")
+        before = [(ev.id, ev.text, ev.record.to_dict()) for ev in journal.results()]
+    assert len(before) == 2
+    x, y, xv, yv = data
+    resumed = _search(make_model(), store)
+    resumed.search(x, y, validation_data=(xv, yv), **FIT)
+    after = resumed.results()
+    assert len(after) == 4
+    assert [(ev.id, ev.text, ev.record.to_dict()) for ev in after[:2]] == before
+    # the same sequence as an uninterrupted run (in-process search is deterministic)
+    fresh = _search(make_model(), tmp_path / "fresh.db")
+    fresh.search(x, y, validation_data=(xv, yv), **FIT)
+    assert [ev.text for ev in after] == [ev.text for ev in fresh.results()]
+
+
+def test_store_refuses_another_model_or_data(tmp_path, data):
+    x, y, xv, yv = data
+    store = tmp_path / "s.db"
+    first = _search(make_model(), store)
+    first.search(x, y, validation_data=(xv, yv), **FIT)
+    with pytest.raises(StoreConfigError, match="model"):
+        _search(make_model(width=12), store).search(x, y, validation_data=(xv, yv), **FIT)
+    x2 = x.copy()
+    x2[0, 0, 0] += 1.0
+    with pytest.raises(StoreConfigError, match="data"):
+        _search(make_model(), store).search(x2, y, validation_data=(xv, yv), **FIT)
+    with pytest.raises(StoreConfigError, match="epochs"):
+        _search(make_model(), store).search(x, y, validation_data=(xv, yv), epochs=2,
+                                            batch_size=64)
+
+
+# ------------------------------------------------------------------ bad input
+def _bad(tmp_path, data, match, model=None, **search_args):
+    x, y, xv, yv = data
+    store = tmp_path / "bad.db"
+    args = {"x": x, "y": y, "validation_data": (xv, yv), **FIT, **search_args}
+    with pytest.raises(UserInputError, match=match):
+        _search(model if model is not None else make_model(), store).search(**args)
+    assert not store.exists(), "a refused search must write nothing"
+
+
+def test_bad_model_file(tmp_path):
+    path = tmp_path / "broken.keras"
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(UserInputError, match="cannot load model file .*broken.keras"):
+        ka.ActivationSearch(str(path))
+    with pytest.raises(UserInputError, match="no such model file"):
+        ka.ActivationSearch(str(tmp_path / "missing.keras"))
+
+
+def test_uncompiled_model_says_which_argument(tmp_path, data):
+    with pytest.raises(UserInputError, match="not compiled with a loss.*loss="):
+        ka.ActivationSearch(make_model(compile=False))
+    search = ka.ActivationSearch(make_model(compile=False), loss="sparse_categorical_"
+                                 "crossentropy", metrics=["accuracy"], budget=1,
+                                 final_seeds=0, progress=False, store=tmp_path / "s.db")
+    assert search.user_model.compile_config["loss"] == "sparse_categorical_crossentropy"
+
+
+def test_input_shape_mismatch_names_both_shapes(tmp_path, data):
+    x, y, xv, yv = data
+    _bad(tmp_path, data, r"inputs have shape \(batch, 20, 1\) but the model expects "
+         r"\(batch, 24, 1\)", x=x[:, :20], validation_data=(xv[:, :20], yv))
+
+
+def test_labels_that_do_not_fit_the_output(tmp_path, data):
+    x, y, xv, yv = data
+    _bad(tmp_path, data, r"labels .*output of shape \(batch, 4\)", y=y + 10)
+    _bad(tmp_path, data, r"labels of shape \(batch, 3\)", y=np.zeros((len(y), 3), "int32"))
+
+
+def test_model_with_no_activation_to_replace(tmp_path, data):
+    _bad(tmp_path, data, "no hidden activation to replace.*dense_.*softmax",
+         model=make_model(hidden=None, name="linear_net"))
+
+
+def test_objective_keras_does_not_log(tmp_path, data):
+    x, y, xv, yv = data
+    store = tmp_path / "bad.db"
+    search = ka.ActivationSearch(make_model(), objective="val_auc", store=store,
+                                 progress=False)
+    with pytest.raises(UserInputError, match="'val_auc' is not a metric.*val_accuracy"):
+        search.search(x, y, validation_data=(xv, yv), **FIT)
+    search = ka.ActivationSearch(make_model(), store=store, progress=False)
+    with pytest.raises(UserInputError, match="no validation data"):
+        search.search(x, y, **FIT)
+    assert not store.exists()
+    with pytest.raises(ValueError, match="minimized or maximized"):
+        ka.ActivationSearch(make_model(), objective="val_speed")
+
+
+def test_bad_settings(data):
+    with pytest.raises(UserInputError, match="unknown method 'evolution'"):
+        ka.ActivationSearch(make_model(), method="evolution")
+    with pytest.raises(UserInputError, match="budget must be an integer >= 1"):
+        ka.ActivationSearch(make_model(), budget=0)
+    x, y, _, _ = data
+    with pytest.raises(UserInputError, match="epochs must be a positive integer"):
+        ka.ActivationSearch(make_model(), progress=False).search(x, y, epochs=0)
+    with pytest.raises(UserInputError, match="validation_split must be in"):
+        ka.ActivationSearch(make_model(), progress=False).search(x, y, validation_split=1.5)
+
+
+def test_failing_candidate_is_a_record_not_a_crash(data):
+    x, y, xv, yv = data
+    model = make_model()
+    source = resolve_data(x, y, validation_data=(xv, yv), input_shape=model.inputs[0].shape)
+    evaluator = UserEvaluator(UserModel(model), source, objective="val_accuracy")
+    assert evaluator("exp(exp(exp(x)))", seed=0).reason == "overflow"
+    assert evaluator("x +* 2", seed=0).reason == "invalid_function"
+    assert math.isinf(evaluator("x +* 2", seed=0).fitness("val_accuracy"))
