@@ -88,7 +88,9 @@ def main(argv=None) -> int:
     """Run the command line; return the exit status (argparse's own exits included)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            _unknown_arguments(parser, args, extra)
     except SystemExit as stop:  # --help, --version, usage errors
         return _exit_code(stop.code)
     from .expr import ParseError
@@ -104,6 +106,29 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+
+
+def _unknown_arguments(parser, args, extra):
+    """Exit 2 naming the flags the chosen command does not take (and, for `search`, the
+    methods that do)."""
+    flags = [e for e in extra if e.startswith("-")] or extra
+    where = f"{PROG} {args.command}"
+    if args.command == "search":
+        where += f" {args.algorithm}"
+        hints = []
+        for flag in flags:
+            owners = [m for m in SEARCH_METHODS if m != args.algorithm
+                      and _method_takes(m, flag.split("=")[0])]
+            hints.append(f"{flag} (a flag of: {', '.join(owners)})" if owners else flag)
+        flags = hints
+    parser.exit(EXIT_USAGE, f"{where}: error: unrecognized arguments: {', '.join(flags)}\n")
+
+
+def _method_takes(method, flag) -> bool:
+    probe = argparse.ArgumentParser(add_help=False)
+    _common_search_arguments(probe, method)
+    _method_arguments(probe, method)
+    return flag in probe._option_string_actions
 
 
 def _exit_code(code) -> int:
@@ -427,85 +452,159 @@ def evaluate(args) -> int:
     return EXIT_OK if not failed else EXIT_FAILURE
 
 
-def _search_arguments(p):
-    p.add_argument("algorithm", help="pangaea, pangaea-random, pangaea-nonparametric, cafe, "
-                                     "cafe-random, cafe-exhaustive, aquasurf, or grafs "
-                                     "(gradient-based: --epochs, --seeds, --warm-start)")
-    p.add_argument("--task", default=None, help="task name (default: the recipe's)")
+#: the methods of `search`, with the flags only they take (every other flag is common)
+SEARCH_METHODS = {
+    "pangaea": "PANGAEA: regularized evolution of computation graphs (ch. 4)",
+    "pangaea-random": "PANGAEA's random-search baseline (each candidate mutates the last)",
+    "pangaea-nonparametric": "PANGAEA without learnable parameters",
+    "cafe": "CAFE: evolution of S_2 trees (ch. 3)",
+    "cafe-random": "CAFE: random search of S_2",
+    "cafe-exhaustive": "CAFE: every function of S_1",
+    "aquasurf": "AQuaSurF: FIM + output features, UMAP, KNR surrogate (ch. 6)",
+    "grafs": "GRAFS: gradient-based search with a DrNAS-relaxed cell",
+}
+
+
+def _common_search_arguments(p, method):
+    p.add_argument("--model", default=None,
+                   help="a saved Keras model (.keras, compiled: its compile() settings are "
+                        "the training recipe) or a zoo model name (default: the recipe's)")
+    p.add_argument("--data", default=None, metavar="DATA",
+                   help="with a model file: an .npz (x_train y_train [x_val y_val x_test "
+                        "y_test]), a folder of images in class sub-folders, a saved "
+                        "tf.data folder, tfds:NAME or a task name")
+    p.add_argument("--task", default=None, help="zoo search: task name (default: the "
+                                                "recipe's)")
     p.add_argument("--recipe", default="quick",
-                   help="training recipe of every candidate (default: quick, MNIST-1D)")
-    p.add_argument("--model", default=None, help="model name (default: the recipe's)")
-    p.add_argument("--budget", type=int, default=100, metavar="N",
-                   help="candidates to evaluate (PANGAEA's C; default 100)")
-    p.add_argument("--workers", type=int, default=1, metavar="W",
+                   help="zoo search: training recipe of every candidate (default: quick, "
+                        "MNIST-1D)")
+    if method != "grafs":
+        p.add_argument("--budget", type=_positive, default=100, metavar="N",
+                       help="candidates to evaluate (PANGAEA's C; default 100)")
+    p.add_argument("--workers", type=_positive, default=1, metavar="W",
                    help="evaluations in parallel: W TensorFlow processes (one GPU each when "
                         "there are GPUs), or W Ray tasks in flight")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (ray://...)")
     p.add_argument("--store", default=None, metavar="PATH",
-                   help="SQLite journal (default runs/<algorithm>_<task>.db); the same "
-                        "command on the same store resumes the search")
+                   help="SQLite journal (default runs/<method>_<task or model>.db); the "
+                        "same command on the same store resumes the search")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="scale the recipe's epochs")
-    p.add_argument("--final-seeds", type=int, default=3, metavar="N",
+    p.add_argument("--epochs", type=_positive, default=None,
+                   help="epochs per candidate (zoo: scales the recipe's; model file: "
+                        "default 1)")
+    p.add_argument("--final-seeds", type=_non_negative, default=3, metavar="N",
                    help="train the top functions and the baseline N times each at the end "
                         "(0: skip; default 3)")
-    p.add_argument("--final-top", type=int, default=3, metavar="K")
-    p.add_argument("--population", type=int, default=None, help="PANGAEA P / CAFE N")
-    p.add_argument("--sample", type=int, default=None, help="PANGAEA S")
-    p.add_argument("--threshold", type=float, default=None, help="PANGAEA V (0.2 = 20%%)")
-    p.add_argument("--seeds", type=int, default=5, metavar="N",
-                   help="grafs: independent searches (the paper: 5)")
-    p.add_argument("--warm-start", type=int, default=None, metavar="E0",
-                   help="grafs: warm-start epochs, iterations for an iteration-based preset "
-                        "(default: the preset's; shrinking starts at 2*E0)")
-    p.add_argument("--preset", default=None, metavar="NAME",
-                   help="grafs: named search settings (GRAFS Tables 6, 7, 9 or the quick "
-                        "default mnist1d_cnn); the other flags override it")
-    p.add_argument("--list-presets", action="store_true",
-                   help="grafs: print the presets and their sources, then exit")
-    p.add_argument("--batch-size", type=int, default=None, metavar="B",
-                   help="grafs: micro-batch size")
-    p.add_argument("--accumulation", type=int, default=None, metavar="K",
-                   help="grafs: gradient accumulation steps (one update per K micro-batches)")
-    p.add_argument("--max-iters", type=int, default=None, metavar="N",
-                   help="grafs: iterations of an iteration-based preset (Table 9)")
-    p.add_argument("--eval-interval", type=int, default=None, metavar="N",
-                   help="grafs: iterations per record of an iteration-based preset")
-    p.add_argument("--shrink-start", type=int, default=None, metavar="S",
-                   help="grafs: first epoch (iteration-based preset: iteration) with drops")
-    p.add_argument("--subset", type=int, default=None, metavar="N",
-                   help="grafs: search on N training examples (class-balanced; smoke runs)")
-    p.add_argument("--targets", default=None, metavar="A[,B]",
-                   help="grafs: activations the search cells replace (default: the preset's)")
-    p.add_argument("--plot", default=None, metavar="PNG",
-                   help="grafs: operator weights over epochs of the first search")
-    p.add_argument("--checkpoint", default=None, metavar="DIR",
-                   help="grafs: save each search after every epoch in DIR/seed<S>; run the "
-                        "same command again to resume")
-    p.add_argument("--regressor", choices=("knr", "rfr", "svr", "random"), default=None,
-                   help="aquasurf: the surrogate regressor (default knr; random: random search)")
-    p.add_argument("--features", choices=("both", "fim", "outputs"), default=None,
-                   help="aquasurf: surrogate features (default both: FIM eigenvalues + outputs)")
-    p.add_argument("--space", default=None,
-                   help="aquasurf: binary_unary_unary (Table A.3, default) or four_node")
-    p.add_argument("--start", choices=("new_task", "benchmark"), default=None,
-                   help="aquasurf: start from the eight baselines (default) or ReLU + 7 random")
-    p.add_argument("--fim-initial", type=int, default=None, metavar="N",
-                   help="aquasurf parallel mode (A.4.1): start once N functions have FIM "
-                        "features; one extra process computes the rest during the search")
-    p.add_argument("--fim-limit", type=int, default=None, metavar="N",
-                   help="aquasurf: at most N functions in the pool (the paper: 5,000)")
+    p.add_argument("--final-top", type=_positive, default=3, metavar="K")
+    p.add_argument("--objective", default=None, metavar="METRIC",
+                   help="model file: the metric to optimize, any name Keras logs "
+                        "(default val_accuracy if logged, else val_loss; 'min:NAME'/"
+                        "'max:NAME' to give the direction)")
+    p.add_argument("--validation-split", type=float, default=None, metavar="F",
+                   help="model file: hold out this fraction of the training data when the "
+                        "data has no validation split (default 0.1)")
+    p.add_argument("--out", default=None, metavar="FILE.keras",
+                   help="model file: save the model with the best function (AutoInit "
+                        "weights, compiled like yours) here")
+    if method != "grafs":
+        p.add_argument("--batch-size", type=_positive, default=None, metavar="B",
+                       help="model file: batch size (default 32)")
+        p.add_argument("--targets", default=None, metavar="A[,B]",
+                       help="model file: activations to replace (default: every hidden "
+                            "one; the output layer's never)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _method_arguments(p, method):
+    if method in ("pangaea", "pangaea-nonparametric"):
+        p.add_argument("--population", type=_positive, default=None, help="PANGAEA P")
+        p.add_argument("--sample", type=_positive, default=None, help="PANGAEA S")
+        p.add_argument("--threshold", type=float, default=None,
+                       help="PANGAEA V (0.2 = 20%%)")
+    elif method == "cafe":
+        p.add_argument("--population", type=_positive, default=None, help="CAFE N")
+        p.add_argument("--newcomers", type=_non_negative, default=None,
+                       help="CAFE m: random newcomers per generation (default 10)")
+        p.add_argument("--elite", type=_non_negative, default=None,
+                       help="CAFE e: best kept unchanged per generation (default 5)")
+    elif method == "aquasurf":
+        p.add_argument("--regressor", choices=("knr", "rfr", "svr", "random"), default=None,
+                       help="the surrogate regressor (default knr; random: random search)")
+        p.add_argument("--features", choices=("both", "fim", "outputs"), default=None,
+                       help="surrogate features (default both: FIM eigenvalues + outputs)")
+        p.add_argument("--space", default=None,
+                       help="binary_unary_unary (Table A.3, default) or four_node")
+        p.add_argument("--start", choices=("new_task", "benchmark"), default=None,
+                       help="start from the eight baselines (default) or ReLU + 7 random")
+        p.add_argument("--fim-initial", type=_positive, default=None, metavar="N",
+                       help="parallel mode (A.4.1): start once N functions have FIM "
+                            "features; one extra process computes the rest during the "
+                            "search")
+        p.add_argument("--fim-limit", type=_positive, default=None, metavar="N",
+                       help="at most N functions in the pool (the paper: 5,000)")
+    elif method == "grafs":
+        p.add_argument("--seeds", type=_positive, default=5, metavar="N",
+                       help="independent searches (the paper: 5), journaled one by one")
+        p.add_argument("--warm-start", type=int, default=None, metavar="E0",
+                       help="warm-start epochs, iterations for an iteration-based preset "
+                            "(default: the preset's; shrinking starts at 2*E0)")
+        p.add_argument("--preset", default=None, metavar="NAME",
+                       help="named search settings (GRAFS Tables 6, 7, 9 or the quick "
+                            "default mnist1d_cnn); the other flags override it")
+        p.add_argument("--list-presets", action="store_true",
+                       help="print the presets and their sources, then exit")
+        p.add_argument("--batch-size", type=_positive, default=None, metavar="B",
+                       help="micro-batch size")
+        p.add_argument("--accumulation", type=_positive, default=None, metavar="K",
+                       help="gradient accumulation steps (one update per K micro-batches)")
+        p.add_argument("--max-iters", type=_positive, default=None, metavar="N",
+                       help="iterations of an iteration-based preset (Table 9)")
+        p.add_argument("--eval-interval", type=_positive, default=None, metavar="N",
+                       help="iterations per record of an iteration-based preset")
+        p.add_argument("--shrink-start", type=int, default=None, metavar="S",
+                       help="first epoch (iteration-based preset: iteration) with drops")
+        p.add_argument("--subset", type=_positive, default=None, metavar="N",
+                       help="search on N training examples (class-balanced; smoke runs)")
+        p.add_argument("--targets", default=None, metavar="A[,B]",
+                       help="activations the search cells replace (default: the preset's; "
+                            "model file: every hidden one)")
+        p.add_argument("--plot", default=None, metavar="PNG",
+                       help="operator weights over epochs of the first search")
+        p.add_argument("--checkpoint", default=None, metavar="DIR",
+                       help="save each search after every epoch in DIR/seed<S> (default: "
+                            "beside the store); a rerun resumes")
+
+
+def _search_arguments(p):
+    sub = p.add_subparsers(dest="algorithm", metavar="METHOD",
+                           help="; ".join(f"{k}" for k in SEARCH_METHODS))
+    sub.required = True
+    for method, text in SEARCH_METHODS.items():
+        m = sub.add_parser(method, help=text, description=text + ". Flags a method does "
+                           "not use are errors.")
+        _common_search_arguments(m, method)
+        _method_arguments(m, method)
 
 
 def _search_grafs(args) -> int:
     from .search.grafs.protocol import MODEL_ALIASES, format_table, run_grafs
-    from .search.grafs.settings import format_presets, get_preset
+    from .search.grafs.settings import get_preset
 
-    if args.list_presets:
-        print(format_presets())
-        return EXIT_OK
     settings = get_preset(args.preset or "mnist1d_cnn")  # an unknown name lists them
     if settings.iteration_based:
         if args.epochs is not None:
@@ -545,48 +644,79 @@ def _search_grafs(args) -> int:
     return EXIT_OK
 
 
-@command("search", "search for an activation function (PANGAEA, CAFE) with a durable journal",
+#: method flags passed to the algorithm, per method
+_METHOD_OPTIONS = {
+    "pangaea": ("population", "sample", "threshold"),
+    "pangaea-nonparametric": ("population", "sample", "threshold"),
+    "cafe": ("population", "newcomers", "elite"),
+    "aquasurf": ("regressor", "features", "space", "start", "fim_initial", "fim_limit"),
+}
+
+
+def _method_options(args) -> dict:
+    return {key: getattr(args, key) for key in _METHOD_OPTIONS.get(args.algorithm, ())
+            if getattr(args, key, None) is not None}
+
+
+def _is_model_file(text) -> bool:
+    return text is not None and (text.endswith((".keras", ".h5")) or os.path.isfile(text))
+
+
+@command("search", "search an activation function for your model file or a zoo model "
+                   "(PANGAEA, CAFE, AQuaSurF, GRAFS), journaled and resumable",
          arguments=_search_arguments)
 def search(args) -> int:
-    """Run an evolutionary search: every candidate is trained with the recipe (AutoInit,
-    the recipe's schedule), every result is journaled in the SQLite store before the
+    """Run a search: every candidate is trained (AutoInit, then your model's compile()
+    settings or the zoo recipe), every result is journaled in the SQLite store before the
     algorithm sees it, and a killed search resumes from the store. At the end the best
-    functions and ReLU are trained --final-seeds times each and compared in a table."""
-    from .search.runner import ALGORITHMS, format_comparison, run_named_search
-    from .train import get_recipe
+    functions and the baseline (your model's own activation, or ReLU) are trained
+    --final-seeds times each and compared in a table.
 
+    Your own model: --model my_model.keras --data data.npz (or an image folder, a saved
+    tf.data folder, tfds:NAME); --out best.keras saves the model with the best function."""
+    if getattr(args, "list_presets", False):
+        from .search.grafs.settings import format_presets
+
+        print(format_presets())
+        return EXIT_OK
+    if _is_model_file(args.model) or args.data is not None:
+        return _search_user_model(args)
+    user_only = [flag for flag, value in (("--objective", args.objective),
+                                          ("--validation-split", args.validation_split),
+                                          ("--out", args.out)) if value is not None]
+    if args.algorithm != "grafs" and args.batch_size is not None:
+        user_only.append("--batch-size")
+    if user_only:
+        raise UsageError(f"{', '.join(user_only)} apply to a search of your own model "
+                         f"(--model FILE.keras --data DATA)")
     if args.algorithm == "grafs":
         try:
             return _search_grafs(args)
         except (ValueError, TypeError) as err:
             raise UsageError(str(err)) from None
-    if args.algorithm not in ALGORITHMS:
-        raise UsageError(f"unknown search {args.algorithm!r}; choose from "
-                         f"{', '.join(sorted(ALGORITHMS) + ['grafs'])}")
+    return _search_zoo(args)
+
+
+def _search_zoo(args) -> int:
+    from .search.runner import format_comparison, run_named_search
+    from .train import get_recipe
+
+    if args.targets is not None:
+        raise UsageError("--targets applies to a search of your own model (--model "
+                         "FILE.keras); a zoo model is built with the candidate everywhere")
     try:
         task = args.task or get_recipe(args.recipe).task
     except ValueError as err:
         raise UsageError(str(err)) from None
-    options = {}
-    if args.algorithm.startswith("pangaea"):
-        for key in ("population", "sample", "threshold"):
-            if getattr(args, key) is not None:
-                options[key] = getattr(args, key)
-    elif args.algorithm == "aquasurf":
-        for key in ("regressor", "features", "space", "start", "fim_initial", "fim_limit"):
-            if getattr(args, key) is not None:
-                options[key] = getattr(args, key)
-    elif args.population is not None:
-        options["population"] = args.population
-    overrides = {"epochs": args.epochs} if args.epochs else {}
+    overrides = {"epochs": args.epochs} if args.epochs is not None else {}
     store = args.store or os.path.join("runs", f"{args.algorithm}_{task}.db")
     try:
         summary, rows = run_named_search(
             args.algorithm, task=task, recipe=args.recipe, model=args.model,
             budget=args.budget, workers=args.workers, store=store, executor=args.executor,
             ray_address=args.ray_address, seed=args.seed, final_seeds=args.final_seeds,
-            final_top=args.final_top, progress=not args.quiet, algorithm_options=options,
-            **overrides)
+            final_top=args.final_top, progress=not args.quiet,
+            algorithm_options=_method_options(args), **overrides)
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
     print(summary)
@@ -594,6 +724,64 @@ def search(args) -> int:
         print()
         print(format_comparison(rows))
     print(f"\nreport and plots: {PROG} report {store}")
+    return EXIT_OK
+
+
+def _search_user_model(args) -> int:
+    """`search METHOD --model FILE --data DATA`: ActivationSearch from the command line."""
+    from .search.user import ActivationSearch
+    from .train.user_model import UserInputError
+
+    if args.data is None:
+        raise UsageError(f"--model {args.model} needs --data (an .npz, an image folder, a "
+                         f"saved tf.data folder or tfds:NAME)")
+    if args.model is None or not _is_model_file(args.model):
+        raise UsageError(f"--data needs --model FILE.keras (a compiled Keras model); got "
+                         f"--model {args.model}. For a zoo task use --task")
+    zoo_only = [flag for flag, value in (("--task", args.task),) if value is not None]
+    if args.recipe != "quick":
+        zoo_only.append("--recipe")
+    if zoo_only:
+        raise UsageError(f"{', '.join(zoo_only)} apply to zoo searches; with --model FILE "
+                         f"the model's compile() settings are the recipe")
+    options = _method_options(args)
+    if args.algorithm == "grafs":
+        options.update({k: getattr(args, k) for k in (
+            "warm_start", "preset", "accumulation", "max_iters", "eval_interval",
+            "shrink_start", "subset", "checkpoint") if getattr(args, k) is not None})
+        options["seeds"] = args.seeds
+    targets = tuple(t.strip() for t in args.targets.split(",")) if args.targets else None
+    store = args.store or os.path.join(
+        "runs", f"{args.algorithm}_{os.path.splitext(os.path.basename(args.model))[0]}.db")
+    try:
+        objective = args.objective or "val_accuracy"
+        search = ActivationSearch(
+            args.model, method=args.algorithm, objective=objective,
+            budget=getattr(args, "budget", None) or args.seeds, store=store, seed=args.seed,
+            executor="ray" if args.executor == "ray" else "pool", workers=args.workers,
+            ray_address=args.ray_address, targets=targets, final_top=args.final_top,
+            final_seeds=args.final_seeds, progress=not args.quiet, **options)
+        fit = {"epochs": args.epochs or 1, "batch_size": args.batch_size}
+        try:
+            search.search(args.data, validation_split=args.validation_split, **fit)
+        except UserInputError as err:
+            if args.objective is None and "'val_accuracy' is not a metric" in str(err):
+                search.objective = "val_loss"  # the model logs no accuracy: use its loss
+                search.search(args.data, validation_split=args.validation_split, **fit)
+            else:
+                raise
+    except (UserInputError, ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+    print(search.summary)
+    if search.comparison:
+        print()
+        print(search.format_comparison())
+    print(f"\nbest function: {search.best_function}")
+    if args.out:
+        model = search.best_model()
+        model.save(args.out)
+        print(f"model with it (AutoInit weights, compiled like yours): {args.out}")
+    print(f"report and plots: {PROG} report {store}")
     return EXIT_OK
 
 

@@ -35,7 +35,7 @@ def test_search_then_resume_then_report(tmp_path, capsys):
 
 def test_search_usage_errors(tmp_path, capsys):
     assert main(["search", "nope", "--store", str(tmp_path / "x.db")]) == 2
-    assert "unknown search" in capsys.readouterr().err
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
     assert main(["search", "pangaea", "--recipe", "nope", "--store",
                  str(tmp_path / "y.db")]) == 2
     assert main(["report", str(tmp_path / "missing.db")]) == 2

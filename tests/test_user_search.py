@@ -2,6 +2,7 @@
 sources, resume and refusal, and every bad input named before anything trains."""
 
 import math
+import re
 import os
 import signal
 import subprocess
@@ -302,3 +303,72 @@ def test_failing_candidate_is_a_record_not_a_crash(data):
     assert evaluator("exp(exp(exp(x)))", seed=0).reason == "overflow"
     assert evaluator("x +* 2", seed=0).reason == "invalid_function"
     assert math.isinf(evaluator("x +* 2", seed=0).fitness("val_accuracy"))
+
+
+# ------------------------------------------------------------------ the command line
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("cli")
+    model_path, data_path = root / "my_model.keras", root / "data.npz"
+    make_model().save(model_path)
+    x, y, xv, yv = data
+    np.savez(data_path, x_train=x, y_train=y, x_val=xv, y_val=yv)
+    return str(model_path), str(data_path)
+
+
+@pytest.mark.parametrize("method,flags", [
+    ("pangaea", ["--population", "2", "--sample", "2"]),
+    ("pangaea-random", []),
+    ("pangaea-nonparametric", ["--population", "2", "--sample", "2"]),
+    ("cafe", ["--population", "4", "--newcomers", "1", "--elite", "1"]),
+    ("cafe-random", []),
+    ("aquasurf", ["--fim-limit", "24"]),
+])
+def test_cli_searches_a_model_file(tmp_path, files, capsys, method, flags):
+    from keras_actfn.cli import main
+
+    model_path, data_path = files
+    store, out = tmp_path / "s.db", tmp_path / "best.keras"
+    code = main(["search", method, "--model", model_path, "--data", data_path, "--budget",
+                 "4", "--epochs", "1", "--batch-size", "64", "--final-seeds", "1",
+                 "--final-top", "1", "--store", str(store), "--out", str(out), "-q", *flags])
+    text = capsys.readouterr()
+    assert code == 0, text.err[-2000:]
+    best = re.search(r"best function: (.+)", text.out).group(1)
+    with Store(store) as journal:
+        journal.select_run("search")
+        assert len(journal.results()) == 4
+        assert journal.run_config()["evaluator"]["kind"] == "user_model"
+        journal.select_run("final")
+        assert {ev.text for ev in journal.results()} == {ORIGINAL, best}
+    loaded = keras.models.load_model(out)
+    assert {str(layer.activation.fn) for layer in loaded.layers
+            if isinstance(getattr(layer, "activation", None), ka.CustomActivation)} == {best}
+
+
+def test_cli_bad_user_input_is_one_line(tmp_path, files, capsys):
+    from keras_actfn.cli import main
+
+    model_path, data_path = files
+    store = tmp_path / "s.db"
+    base = ["search", "pangaea", "--store", str(store), "-q"]
+    cases = [
+        (["--model", model_path], "needs --data"),
+        (["--model", model_path, "--data", data_path, "--task", "digits"], "--task apply to "
+                                                                           "zoo searches"),
+        (["--model", model_path, "--data", str(tmp_path / "none.npz")], "no such file"),
+        (["--model", str(tmp_path / "x.keras"), "--data", data_path], "no such model file"),
+        (["--model", model_path, "--data", data_path, "--objective", "val_auc"],
+         "'val_auc' is not a metric Keras logs"),
+        (["--out", "x.keras"], "--out apply to a search of your own model"),
+        (["--seeds", "2"], r"unrecognized arguments: --seeds \(a flag of: grafs\)"),
+        (["--budget", "0"], "must be a positive integer"),
+    ]
+    for extra, message in cases:
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        # one line (argparse's own errors print the usage above it); never a traceback
+        assert re.search(message, err[-1]) and not any("Traceback" in e for e in err), \
+            (extra, err)
+        assert len(err) == 1 or err[0].startswith("usage:"), err
+    assert not store.exists()

@@ -43,6 +43,7 @@ import logging
 import math
 import time
 import traceback
+import warnings
 
 import numpy as np
 
@@ -559,10 +560,13 @@ def _train(spec, plan, record, seed, autoinit, test, verbose, callbacks, lap):
                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                 steps_per_execution=recipe.steps_per_execution)
     guard = _make_guard()
-    fit = net.fit(train, validation_data=val, epochs=recipe.epochs,
-                  steps_per_epoch=steps if recipe.steps_per_epoch else None,
-                  validation_steps=recipe.validation_steps, verbose=verbose,
-                  callbacks=[guard, *callbacks], shuffle=False)
+    with warnings.catch_warnings():
+        # a candidate flat somewhere leaves some variables without gradient: expected
+        warnings.filterwarnings("ignore", message="Gradients do not exist")
+        fit = net.fit(train, validation_data=val, epochs=recipe.epochs,
+                      steps_per_epoch=steps if recipe.steps_per_epoch else None,
+                      validation_steps=recipe.validation_steps, verbose=verbose,
+                      callbacks=[guard, *callbacks], shuffle=False)
     lap("fit")
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     record.epochs_run = len(history.get("loss", [])) or guard.epoch + 1

@@ -169,7 +169,10 @@ def load_model_file(path):
     if not os.path.exists(path):
         raise UserInputError(f"no such model file: {path}")
     try:
-        return keras.models.load_model(path)
+        with warnings.catch_warnings():
+            # the optimizer's saved slots are never used: each candidate gets a fresh one
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optim")
+            return keras.models.load_model(path)
     except Exception as err:  # noqa: BLE001 - say why, in one line
         first = (str(err).strip().splitlines() or [""])[0][:300]
         hint = "" if LEGACY else (" (a model saved by the legacy Keras 2 may need "
