@@ -626,10 +626,12 @@ def _search_grafs(args) -> int:
                                 model=MODEL_ALIASES.get(args.model, args.model), recipe=recipe)
     if not args.quiet:
         print(settings.describe())
+    store = args.store or os.path.join("runs", f"grafs_{settings.task}.db")
     result = run_grafs(preset=settings, seeds=args.seeds,
                        search_train=args.subset, eval_seeds=max(args.final_seeds, 0),
                        plot=args.plot, log=(lambda *a: None) if args.quiet else print,
-                       checkpoint=args.checkpoint)
+                       checkpoint=args.checkpoint, store=store, executor=args.executor,
+                       workers=args.workers, ray_address=args.ray_address)
     print()
     for s in result["searches"]:
         print(f"seed {s['seed']}: {s['function']}  ({s['seconds']:.1f} s)")
@@ -641,6 +643,7 @@ def _search_grafs(args) -> int:
               f"{result['evaluation_seconds']:.1f} s = {result['overhead']:.2f}")
     if args.plot:
         print(f"plot: {args.plot}")
+    print(f"journal: {store} (the same command resumes; {PROG} report {store})")
     return EXIT_OK
 
 

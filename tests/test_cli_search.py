@@ -94,7 +94,7 @@ def test_grafs_protocol_from_the_command_line(tmp_path, capsys):
     GRAFS Tables 1-3 trained through the harness, the overhead ratio and the weight plot."""
     png = tmp_path / "w.png"
     code = main(["search", "grafs", "--epochs", "2", "--seeds", "1", "--final-seeds", "1",
-                 "--plot", str(png), "-q"])
+                 "--plot", str(png), "-q", "--store", str(tmp_path / "grafs.db")])
     assert code == 0
     out = capsys.readouterr().out
     for base in ("relu(x)", "x*sigmoid(x)", "gelu(x)", "elu(x)", "leaky_relu(x)"):

@@ -183,6 +183,24 @@ def test_unbatched_dataset_is_batched_with_batch_size(data):
     assert tuple(first[0].shape) == (50, 24, 1)
 
 
+def test_pool_workers_get_model_and_data_once_as_files(tmp_path, data):
+    x, y, xv, yv = data
+    store = tmp_path / "pool.db"
+    search = _search(make_model(), store, executor="pool", workers=2)
+    search.search(x, y, validation_data=(xv, yv), **FIT)
+    results = search.results()
+    assert len(results) == 4 and sum(ev.record.ok for ev in results) >= 1
+    workers = {ev.worker for ev in results if ev.worker != "reused"}
+    assert len(workers) >= 1 and all(str(os.getpid()) not in w for w in workers)
+    files = sorted(os.listdir(tmp_path / "pool_data"))
+    assert [f.split("_")[0] for f in files] == ["model", "train", "train", "validation",
+                                                "validation"]
+    # what a worker receives: paths, not arrays or model bytes
+    evaluator = search.evaluator
+    assert evaluator.model.data is None and evaluator.data.train._arrays is None
+    assert len(__import__("pickle").dumps(evaluator)) < 20_000
+
+
 # ------------------------------------------------------------------ resume and refusal
 def test_sigkill_then_resume_repeats_nothing(tmp_path, data):
     store = tmp_path / "killed.db"
@@ -372,3 +390,32 @@ def test_cli_bad_user_input_is_one_line(tmp_path, files, capsys):
             (extra, err)
         assert len(err) == 1 or err[0].startswith("usage:"), err
     assert not store.exists()
+
+
+def test_grafs_searches_the_user_model_through_the_store(tmp_path, data):
+    x, y, xv, yv = data
+    store = tmp_path / "grafs.db"
+    search = ka.ActivationSearch(make_model(), method="grafs", budget=2, store=store,
+                                 progress=False, final_top=1, final_seeds=1,
+                                 warm_start_epochs=1)
+    search.search(x, y, validation_data=(xv, yv), epochs=2, batch_size=64)
+    rows = search.results()
+    assert [ev.text for ev in rows] == ["grafs seed 0", "grafs seed 1"]
+    found = [ev.record.fn for ev in rows]
+    assert all(ev.record.ok for ev in rows) and search._found == list(dict.fromkeys(found))
+    for text in found:
+        ka.parse(text)
+    final = {ev.text for ev in search.results("final")}
+    assert final == {ORIGINAL, found[0]}
+    assert search.best_function in found
+    assert os.path.isdir(str(tmp_path / "grafs_grafs") + "/seed0")
+    # a second call resumes: nothing searched or trained again
+    again = ka.ActivationSearch(make_model(), method="grafs", budget=2, store=store,
+                                progress=False, final_top=1, final_seeds=1,
+                                warm_start_epochs=1)
+    again.search(x, y, validation_data=(xv, yv), epochs=2, batch_size=64)
+    assert again.summary.counts["evaluated"] == 2 and again.summary.elapsed_s < 5
+    assert [ev.record.to_dict() for ev in again.results()] == \
+        [ev.record.to_dict() for ev in rows]
+    with pytest.raises(UserInputError, match="grafs does not take population"):
+        ka.ActivationSearch(make_model(), method="grafs", population=3)

@@ -73,8 +73,9 @@ class SearchResults(list):
             status = "ok" if rec.ok else f"failed: {rec.reason}"
             if rec.info.get("reused_from"):
                 status += " (reused)"
-            lines.append(f"{i:>4}  {shown:>14}  {status:<18}  {rec.runtime_s:>7.1f}s  "
-                         f"{ev.text}")
+            # a GRAFS row is a search: its candidate is a seed, its record the function found
+            text = ev.text if rec.fn in (ev.text, "") else f"{rec.fn}  [{ev.text}]"
+            lines.append(f"{i:>4}  {shown:>14}  {status:<18}  {rec.runtime_s:>7.1f}s  {text}")
         return "\n".join(lines)
 
 
@@ -137,6 +138,7 @@ class ActivationSearch:
         self.evaluator = None
         self.summary = None
         self.comparison = []
+        self._found = []  # GRAFS: the functions its searches found, seed order
         _check_options(method, self.method_options)
 
     # ------------------------------------------------------------------ running
@@ -237,7 +239,7 @@ class ActivationSearch:
     def _run_grafs(self, evaluator):
         from .grafs.user import run_user_grafs
 
-        self.summary, top, self.comparison = run_user_grafs(self, evaluator)
+        self.summary, self._found, self.comparison = run_user_grafs(self, evaluator)
 
     # ------------------------------------------------------------------ results
     def _require(self):
@@ -261,6 +263,8 @@ class ActivationSearch:
         for text, mean, *_ in self.comparison:
             if text != ORIGINAL and not math.isnan(mean):
                 return text
+        if self._found:
+            return self._found[0]
         if not self.summary.best:
             raise RuntimeError("no candidate of the search trained successfully")
         return self.summary.best[0].text

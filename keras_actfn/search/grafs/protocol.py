@@ -5,6 +5,12 @@ GRAFS §3: five searches with different seeds give up to five functions; each is
 with the evaluation recipe next to ReLU, SiLU, GELU, ELU and LeakyReLU (Tables 1-3). The
 ratio of a search's time to one evaluation run of the same model is the paper's overhead
 measure (Tables 11-13).
+
+Both stages run on the search engine (:mod:`.engine`): the searches are the run
+``"search"`` of a :class:`~keras_actfn.search.store.Store` (one journaled evaluation per
+seed, :class:`~.engine.GrafsSeeds` + :class:`~.engine.GrafsSeedEvaluator`), the comparison
+is the run ``"final"`` (:class:`~keras_actfn.search.pangaea.Rerank`, as for PANGAEA), so a
+killed protocol resumes where it stopped and both stages run on any executor.
 """
 
 from __future__ import annotations
@@ -20,36 +26,114 @@ BASELINES = ("relu(x)", "x*sigmoid(x)", "gelu(x)", "elu(x)", "leaky_relu(x)")
 MODEL_ALIASES = {"cnn": "mnist1d_cnn", "mlp": "mnist1d_mlp"}
 
 
+def _original_text(targets):
+    """``"relu(x)"`` for targets ``("relu",)``: the first target naming a registry
+    operator, as function text (``None`` if none does)."""
+    from ...expr import ops
+
+    names = [targets] if isinstance(targets, str) else [] if callable(targets) \
+        else list(targets or ())
+    for name in names:
+        try:
+            return f"{ops.get(name).name}(x)"
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+class _SeedLog:
+    """``run_search`` progress callback: a line for each search that finishes (and, on a
+    resume, one saying how many the store already holds)."""
+
+    def __init__(self, store, log, seeds):
+        self.store, self.log, self.seeds = store, log, seeds
+        self.seen = None
+
+    def __call__(self, counts, best):
+        results = self.store.results()
+        if self.seen is None:
+            self.seen = len(results)
+            if results:
+                self.log(f"resuming: {len(results)} of {self.seeds} GRAFS searches are "
+                         f"already in the store {self.store.path}")
+            return
+        for ev in results[self.seen:]:
+            record = ev.record
+            seed = ev.candidate.meta.get("seed")
+            if record.ok:
+                self.log(f"found: {record.fn}  ({record.runtime_s:.1f} s, seed {seed})")
+            else:
+                self.log(f"GRAFS search with seed {seed} failed ({record.reason}): "
+                         f"{record.message}")
+        self.seen = len(results)
+
+
+def _open_store(store):
+    """``(store, owned)``: a :class:`Store` for ``store`` (a Store, a path, or ``None`` for
+    a temporary in-memory one) and whether this call must close it."""
+    from ..store import Store
+
+    if isinstance(store, Store):
+        return store, False
+    return Store(":memory:" if store is None else store), True
+
+
+def _executor(executor, workers, ray_address):
+    """A context manager over the executor: a name is made (and closed after the run), an
+    :class:`~keras_actfn.search.executors.Executor` given is used and left open."""
+    import contextlib
+
+    from ..executors import Executor
+    from ..runner import make_executor
+
+    if isinstance(executor, Executor):
+        return contextlib.nullcontext(executor)
+    return make_executor(executor, workers, ray_address)
+
+
 def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=5,
               recipe=None, eval_seeds=3, baselines=BASELINES, batch_size=None,
               plot=None, log=print, preset="mnist1d_cnn", search_train=None, checkpoint=None,
-              **search_options):
+              store=None, executor="local", workers=1, ray_address=None,
+              eval_overrides=None, **search_options):
     """``seeds`` GRAFS searches, then every found function and every baseline trained
     ``eval_seeds`` times with ``recipe`` (``eval_seeds=0``: no evaluation). Returns a dict
-    with ``searches`` (function, seconds, history per seed), ``table`` (rows: function,
-    mean, std, n, kind), ``overhead`` (mean search seconds / mean seconds of one ReLU
-    evaluation run) and ``settings`` (the :class:`GrafsSettings` used).
+    with ``searches`` (function, seconds, history per seed; a failed search is left out
+    and listed in ``failed_searches``), ``table`` (rows: function, mean, std, n, kind),
+    ``search_seconds``, ``evaluation_seconds``, ``overhead`` (mean search seconds / mean
+    seconds of one ReLU evaluation run), ``settings`` (the :class:`GrafsSettings` used) and
+    ``store`` (the journal's path).
 
     ``preset`` (a name of :data:`~.settings.PRESETS` or a :class:`GrafsSettings`; default
     ``"mnist1d_cnn"``: 10 epochs of the MNIST-1D CNN) gives the model, task, recipe and
-    search settings; ``task``, ``model``, ``epochs`` (for an iteration-based preset: the
-    number of ``eval_interval`` blocks), ``warm_start_epochs`` (iterations for an
-    iteration-based preset), ``batch_size`` and ``recipe`` override it, and
-    ``search_options`` override or extend the ``grafs_search`` arguments.
+    search settings; ``task`` (a name or a :class:`~keras_actfn.data.Task`), ``model`` (a
+    registry name, an alias of :data:`MODEL_ALIASES`, or a picklable zero-argument builder
+    of a Keras model), ``epochs`` (for an iteration-based preset: the number of
+    ``eval_interval`` blocks), ``warm_start_epochs`` (iterations for an iteration-based
+    preset), ``batch_size`` and ``recipe`` override it, and ``search_options`` override or
+    extend the ``grafs_search`` arguments. ``eval_overrides``: recipe changes for the
+    evaluation runs (``{"epochs": 2}``...; see :func:`~keras_actfn.train.evaluate_activation`).
     ``search_train``: search on a class-balanced subset of that many training examples.
     ``checkpoint``: a directory; search ``s`` saves its state in ``<checkpoint>/seed<s>`` after
     every epoch, and a rerun resumes each search where it stopped (finished ones return at
-    once)."""
-    import os
+    once).
 
-    from ...data import load_task
-    from ...models import build_model
-    from ...train import evaluate_activation
-    from .search import grafs_search
+    The engine: the searches run through :func:`~keras_actfn.search.driver.run_search` as
+    the run ``"search"`` of ``store`` (a :class:`~keras_actfn.search.store.Store` or a path;
+    ``None``: a temporary in-memory store), one seed per worker (``executor="local"`` with
+    ``workers > 1``: a process pool; ``"ray"``: a Ray cluster at ``ray_address``; or an
+    executor object); the comparison is the run ``"final"`` of the same store. Called again
+    with the same store, finished searches and finished evaluations are not repeated; other
+    settings raise :class:`~keras_actfn.search.store.StoreConfigError`."""
+    from ...data import Task
+    from ..driver import run_search
+    from .engine import (GrafsSeedEvaluator, GrafsSeeds, describe_model, load_search_task,
+                         search_history)
     from .settings import GrafsSettings, get_preset
 
     settings = preset if isinstance(preset, GrafsSettings) else get_preset(preset)
-    changes = {"model": MODEL_ALIASES.get(model, model) if model else None,
+    builder = None if model is None or isinstance(model, str) else model
+    changes = {"model": MODEL_ALIASES.get(model, model) if isinstance(model, str) else None,
                "task": task if isinstance(task, str) else None,
                "batch_size": batch_size, "recipe": recipe}
     if settings.iteration_based:
@@ -61,52 +145,106 @@ def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=
         changes["warm_start_epochs"] = warm_start_epochs
     settings = settings.replace(**changes)
     options = {**settings.kwargs(), **search_options}
-    model = settings.model
-    task_obj = task if task is not None and not isinstance(task, str) else load_task(
-        settings.task)
-    search_task = task_obj if search_train is None else task_obj.subset(train=int(search_train))
+    model = builder if builder is not None else settings.model
+    task_spec = task if isinstance(task, Task) else settings.task
+    search_task = load_search_task(task_spec, search_train)  # also checks the name
     if "augment" not in search_options and options.get("augment") and len(
             search_task.input_shape) != 3:  # a preset's image augmentation on another task
         log(f"note: {settings.name}'s augmentation ({settings.augmentation}) is for images; "
             f"task {search_task.name!r} is not one, so the search data are not augmented")
         options.pop("augment")
     recipe = settings.recipe
-    searches = []
-    for seed in range(int(seeds)):
-        log(f"--- GRAFS search {seed + 1}/{seeds} (seed {seed}) ---")
-        where = None if checkpoint is None else os.path.join(os.fspath(checkpoint),
-                                                             f"seed{seed}")
-        result = grafs_search(lambda: build_model(model, task=task_obj), search_task,
-                              **{**options, "seed": seed, "log": log, "checkpoint": where})
-        searches.append({"seed": seed, "function": result.function,
-                         "seconds": result.seconds, "history": result.history})
-        log(f"found: {result.function}  ({result.seconds:.1f} s)")
-    if plot is not None and searches:
-        plot_operator_weights(searches[0]["history"], plot)
+    seeds = int(seeds)
+    evaluator = GrafsSeedEvaluator(model, task_spec, options, search_train=search_train,
+                                   checkpoint_root=checkpoint, verbose=True, log=log)
+    original = _original_text(options.get("targets", ("relu",)))
+    algorithm = GrafsSeeds(seeds, first_seed=0, original=original,
+                           context={"preset": settings.name,
+                                    "model": describe_model(model),
+                                    "task": getattr(task_spec, "name", task_spec)})
 
-    found = list(dict.fromkeys(s["function"] for s in searches))
-    rows, eval_seconds = [], []
-    groups = (("found", found), ("baseline", list(baselines))) if int(eval_seeds) > 0 else ()
-    for kind, functions in groups:
-        for fn in functions:
-            values = []
-            for s in range(int(eval_seeds)):
-                record = evaluate_activation(fn, task=task_obj.name, model=model,
-                                             recipe=recipe, seed=s)
-                if fn == "relu(x)":
-                    eval_seconds.append(record.runtime_s)
-                if record.ok and record.validation_accuracy is not None:
-                    values.append(record.validation_accuracy)
-            mean = float(np.mean(values)) if values else math.nan
-            std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-            rows.append({"function": fn, "mean": mean, "std": std, "n": len(values),
-                         "kind": kind})
-    rows.sort(key=lambda r: -r["mean"] if not math.isnan(r["mean"]) else math.inf)
-    search_s = float(np.mean([s["seconds"] for s in searches])) if searches else math.nan
+    journal, owned = _open_store(store)
+    try:
+        with _executor(executor, workers, ray_address) as pool:
+            run_search(algorithm, evaluator, journal, executor=pool, seed=algorithm.first_seed,
+                       run_name="search", reuse=False,
+                       progress=_SeedLog(journal, log, seeds))
+        searches, failed = [], []
+        for ev in sorted(journal.results(), key=lambda e: e.candidate.meta["seed"]):
+            record, seed = ev.record, int(ev.candidate.meta["seed"])
+            if record.ok:
+                searches.append({"seed": seed, "function": record.fn,
+                                 "seconds": record.runtime_s,
+                                 "history": search_history(record)})
+            else:
+                failed.append({"seed": seed, "reason": record.reason,
+                               "message": record.message})
+        if not searches:
+            raise RuntimeError(f"every GRAFS search failed; the first: {failed[0]['message']} "
+                               f"(the store {journal.path} keeps failed searches: use a new "
+                               f"store to run them again)" if failed
+                               else "no GRAFS search finished")
+        if plot is not None:
+            plot_operator_weights(searches[0]["history"], plot)
+
+        found = list(dict.fromkeys(s["function"] for s in searches))
+        rows, eval_seconds = [], []
+        if int(eval_seeds) > 0:
+            with _executor(executor, workers, ray_address) as pool:
+                rows, eval_seconds = _final_comparison(
+                    journal, pool, found, baselines, task_spec, model, recipe,
+                    int(eval_seeds), eval_overrides or {}, options.get("targets", ("relu",)))
+        path = journal.path
+    finally:
+        if owned:
+            journal.close()
+    search_s = float(np.mean([s["seconds"] for s in searches]))
     one_eval = float(np.mean(eval_seconds)) if eval_seconds else math.nan
-    return {"searches": searches, "table": rows, "search_seconds": search_s,
-            "evaluation_seconds": one_eval, "overhead": search_s / one_eval
-            if one_eval and not math.isnan(one_eval) else math.nan, "settings": settings}
+    return {"searches": searches, "failed_searches": failed, "table": rows,
+            "search_seconds": search_s, "evaluation_seconds": one_eval,
+            "overhead": search_s / one_eval if one_eval and not math.isnan(one_eval)
+            else math.nan, "settings": settings, "store": path}
+
+
+def _final_comparison(journal, executor, found, baselines, task_spec, model, recipe,
+                      eval_seeds, overrides, targets):
+    """The found functions and the baselines, ``eval_seeds`` runs each, as the run
+    ``"final"`` of ``journal`` on ``executor``; returns ``(table rows, seconds of each ReLU
+    run)``. A function found and also a baseline is evaluated once, as found."""
+    from ...expr import parse
+    from ..driver import run_search
+    from ..pangaea import Rerank
+    from ..runner import make_evaluator
+    from .engine import SurgeryModel, _plain, describe_model, describe_task
+
+    shown = {}  # canonical text -> (text shown in the table, kind)
+    for kind, functions in (("found", found), ("baseline", list(baselines))):
+        for fn in functions:
+            shown.setdefault(str(parse(fn)), (fn, kind))
+    eval_model = model if isinstance(model, str) else SurgeryModel(model, targets)
+    evaluator = make_evaluator(task=task_spec, model=eval_model, recipe=recipe, **overrides)
+    rerank = Rerank(list(shown), runs=eval_seeds, seed=0, metric="validation_accuracy",
+                    context={"task": describe_task(task_spec),
+                             "model": describe_model(eval_model), "recipe": recipe,
+                             "overrides": _plain(overrides)})
+    run_search(rerank, evaluator, journal, executor=executor, seed=0, run_name="final")
+    records = {}
+    for ev in journal.results():  # the run "final", selected by run_search
+        records.setdefault(ev.text, []).append(ev.record)
+    relu = str(parse("relu(x)"))
+    rows, eval_seconds = [], []
+    for canonical, (text, kind) in shown.items():
+        runs = records.get(canonical, [])
+        if canonical == relu:
+            eval_seconds += [r.runtime_s for r in runs]
+        values = [r.validation_accuracy for r in runs
+                  if r.ok and r.validation_accuracy is not None]
+        mean = float(np.mean(values)) if values else math.nan
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+        rows.append({"function": text, "mean": mean, "std": std, "n": len(values),
+                     "kind": kind})
+    rows.sort(key=lambda r: -r["mean"] if not math.isnan(r["mean"]) else math.inf)
+    return rows, eval_seconds
 
 
 def format_table(rows, metric="validation accuracy"):
