@@ -510,8 +510,9 @@ def _tfds(name, validation_split, data_dir):
             f"{str(err).splitlines()[0] if str(err) else ''}); prepare it with `tfds build "
             f"{name} --data_dir DIR` and pass data_dir") from None
     if not splits:
-        raise DatasetUnavailableError(f"tensorflow-datasets {name!r} is not prepared in "
-                                      f"{data_dir or '~/tensorflow_datasets'}")
+        # metadata not on disk (or tfds's mock data): assume the usual train/test splits;
+        # loading says what is missing when the data is read
+        splits = {"train", "test"}
     test = TfdsSplit(name, "test", data_dir) if "test" in splits else None
     if "validation" in splits and not validation_split:
         return TfdsSplit(name, "train", data_dir), TfdsSplit(name, "validation", data_dir), test
