@@ -426,6 +426,10 @@ class UserEvaluator:
             # a candidate flat somewhere (zero(x), relu of a negative input) gives some
             # variables no gradient: expected in a search, not the user's business
             warnings.filterwarnings("ignore", message="Gradients do not exist")
+            if self.steps_per_epoch is None:
+                # Keras 3 says this at the end of each epoch of a stream whose length it
+                # does not know (TFRecord files, generators): each epoch is one full pass
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
             fit = net.fit(train, validation_data=val, epochs=self.epochs,
                           steps_per_epoch=self.steps_per_epoch,
                           validation_steps=self.validation_steps, verbose=self.verbose,
