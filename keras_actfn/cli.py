@@ -475,9 +475,9 @@ def _common_search_arguments(p, method):
                         "tf.data folder, tfds:NAME or a task name")
     p.add_argument("--task", default=None, help="zoo search: task name (default: the "
                                                 "recipe's)")
-    p.add_argument("--recipe", default="quick",
-                   help="zoo search: training recipe of every candidate (default: quick, "
-                        "MNIST-1D)")
+    p.add_argument("--recipe", default=None,
+                   help="training recipe of every candidate (zoo search: default quick, "
+                        "MNIST-1D; model file: its optimizer and schedule replace yours)")
     if method != "grafs":
         p.add_argument("--budget", type=_positive, default=100, metavar="N",
                        help="candidates to evaluate (PANGAEA's C; default 100)")
@@ -620,7 +620,7 @@ def _search_grafs(args) -> int:
                                     start_shrinking_epoch=args.shrink_start)
     targets = tuple(t.strip() for t in args.targets.split(",")) if args.targets else None
     # --recipe defaults to quick for every search: a preset's own recipe wins over that
-    recipe = args.recipe if args.preset is None or args.recipe != "quick" else None
+    recipe = args.recipe  # None: the preset's own recipe
     settings = settings.replace(gradient_accumulation_steps=args.accumulation,
                                 targets=targets, task=args.task, batch_size=args.batch_size,
                                 model=MODEL_ALIASES.get(args.model, args.model), recipe=recipe)
@@ -708,6 +708,7 @@ def _search_zoo(args) -> int:
         raise UsageError("--targets applies to a search of your own model (--model "
                          "FILE.keras); a zoo model is built with the candidate everywhere")
     try:
+        args.recipe = args.recipe or "quick"
         task = args.task or get_recipe(args.recipe).task
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -741,12 +742,9 @@ def _search_user_model(args) -> int:
     if args.model is None or not _is_model_file(args.model):
         raise UsageError(f"--data needs --model FILE.keras (a compiled Keras model); got "
                          f"--model {args.model}. For a zoo task use --task")
-    zoo_only = [flag for flag, value in (("--task", args.task),) if value is not None]
-    if args.recipe != "quick":
-        zoo_only.append("--recipe")
-    if zoo_only:
-        raise UsageError(f"{', '.join(zoo_only)} apply to zoo searches; with --model FILE "
-                         f"the model's compile() settings are the recipe")
+    if args.task is not None:
+        raise UsageError("--task apply to zoo searches; with --model FILE give your data "
+                         "with --data")
     options = _method_options(args)
     if args.algorithm == "grafs":
         options.update({k: getattr(args, k) for k in (
@@ -763,7 +761,8 @@ def _search_user_model(args) -> int:
             budget=getattr(args, "budget", None) or args.seeds, store=store, seed=args.seed,
             executor="ray" if args.executor == "ray" else "pool", workers=args.workers,
             ray_address=args.ray_address, targets=targets, final_top=args.final_top,
-            final_seeds=args.final_seeds, progress=not args.quiet, **options)
+            final_seeds=args.final_seeds, progress=not args.quiet, recipe=args.recipe,
+            **options)
         fit = {"epochs": args.epochs or 1, "batch_size": args.batch_size}
         try:
             search.search(args.data, validation_split=args.validation_split, **fit)

@@ -419,3 +419,25 @@ def test_grafs_searches_the_user_model_through_the_store(tmp_path, data):
         [ev.record.to_dict() for ev in rows]
     with pytest.raises(UserInputError, match="grafs does not take population"):
         ka.ActivationSearch(make_model(), method="grafs", population=3)
+
+
+def test_recipe_replaces_the_optimizer_keeps_loss_and_metrics(tmp_path, data):
+    from keras_actfn.train import get_recipe
+
+    x, y, xv, yv = data
+    model = make_model()
+    source = resolve_data(x, y, validation_data=(xv, yv), input_shape=model.inputs[0].shape)
+    evaluator = UserEvaluator(UserModel(model), source, epochs=2, batch_size=64,
+                              objective="val_accuracy", recipe="quick")
+    net, _ = evaluator.build("x*sigmoid(x)", seed=0)
+    recipe = get_recipe("quick").scaled(epochs=2)
+    assert type(net.optimizer).__name__.lower() == recipe.optimizer
+    # the schedule's rate at the first step and after the first epoch, as the recipe says
+    schedule = net.optimizer.learning_rate if callable(net.optimizer.learning_rate) else \
+        net.optimizer._learning_rate
+    assert float(schedule(0)) == pytest.approx(float(recipe.schedule(0)), rel=1e-5)
+    record = evaluator("x*sigmoid(x)", seed=0)
+    assert record.ok and record.recipe.startswith("quick(") and "val_accuracy" in \
+        record.history
+    with pytest.raises(UserInputError, match="unknown recipe"):
+        ka.ActivationSearch(make_model(), recipe="nope")

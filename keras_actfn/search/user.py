@@ -103,6 +103,9 @@ class ActivationSearch:
         final_top, final_seeds: the final comparison -- the best ``final_top`` functions
             and the model's own activation, ``final_seeds`` runs each (0: skip).
         loss, optimizer, metrics: compile an uncompiled model with these.
+        recipe: train every candidate with this recipe's optimizer and learning-rate
+            schedule (a name of :data:`~keras_actfn.train.RECIPES`, e.g. ``"quick"``)
+            instead of the model's optimizer; the model's loss and metrics stay.
         **method_options: passed to the algorithm (``population=``, ``sample=`` for
             PANGAEA; ``regressor=``, ``features=`` for AQuaSurF; GRAFS settings...).
     """
@@ -111,7 +114,7 @@ class ActivationSearch:
                  store=None, *, seed=0, executor="inprocess", workers=1, ray_address=None,
                  targets=None, autoinit=True, param_shape="per-channel", final_top=3,
                  final_seeds=3, progress=True, loss=None, optimizer=None, metrics=None,
-                 **method_options):
+                 recipe=None, **method_options):
         if method not in METHODS:
             raise UserInputError(f"unknown method {method!r}; choose from "
                                  f"{', '.join(METHODS)}")
@@ -133,6 +136,14 @@ class ActivationSearch:
         self.targets, self.autoinit, self.param_shape = targets, bool(autoinit), param_shape
         self.final_top, self.final_seeds = int(final_top), int(final_seeds)
         self.progress, self.method_options = progress, dict(method_options)
+        self.recipe = recipe
+        if recipe is not None:
+            from ..train import get_recipe
+
+            try:
+                get_recipe(recipe)
+            except ValueError as err:
+                raise UserInputError(str(err)) from None
         self.store = os.fspath(store) if store is not None else os.path.join(
             "runs", f"{_slug(self.user_model.name)}_{method}.db")
         self.evaluator = None
@@ -166,7 +177,8 @@ class ActivationSearch:
                                   batch_size=batch_size or 32, objective=self.objective,
                                   targets=self.targets, autoinit=self.autoinit,
                                   param_shape=self.param_shape, steps_per_epoch=steps_per_epoch,
-                                  validation_steps=validation_steps, verbose=verbose)
+                                  validation_steps=validation_steps, verbose=verbose,
+                                  recipe=self.recipe)
         evaluator.check()
         if self.executor != "inprocess" and not (self.executor in ("pool", "local")
                                                  and self.workers == 1):
@@ -334,9 +346,10 @@ def _check_options(method, options):
 
 
 def _settings(evaluator):
-    return {k: getattr(evaluator, k) for k in (
+    return {**{k: getattr(evaluator, k) for k in (
         "epochs", "batch_size", "objective", "targets", "autoinit", "param_shape",
-        "steps_per_epoch", "validation_steps", "test", "verbose")}
+        "steps_per_epoch", "validation_steps", "test", "verbose")},
+        "recipe": evaluator.recipe_name}
 
 
 def _compiled(model, loss, optimizer, metrics):

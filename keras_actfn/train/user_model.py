@@ -195,12 +195,20 @@ class UserEvaluator:
         autoinit: initialize each candidate with AutoInit (else the model's initializers).
         param_shape: how a candidate's learnable parameters are shared.
         test: also evaluate the test split (records get ``test_*`` history entries).
+        recipe: a recipe name of :data:`~keras_actfn.train.RECIPES` whose optimizer and
+            learning-rate schedule (and L2) replace the model's optimizer; the model's loss
+            and metrics stay. ``None``: the model's own ``compile()`` settings.
     """
 
     def __init__(self, model: UserModel, data, epochs=1, batch_size=32, objective="val_loss",
                  targets=None, autoinit=True, param_shape="per-channel", steps_per_epoch=None,
-                 validation_steps=None, test=False, verbose=0):
+                 validation_steps=None, test=False, verbose=0, recipe=None):
         self.model, self.data = model, data
+        self.recipe_name = recipe
+        if recipe is not None:
+            from .recipes import get_recipe
+
+            get_recipe(recipe)  # an unknown name fails here, listing the known ones
         self.epochs, self.batch_size = int(epochs), int(batch_size)
         self.objective = objective
         self.targets = None if targets is None else tuple(
@@ -224,6 +232,8 @@ class UserEvaluator:
 
     @property
     def label(self) -> str:
+        if self.recipe_name is not None:
+            return f"{self.recipe_name}(epochs={self.epochs}, batch_size={self.batch_size})"
         return f"fit(epochs={self.epochs}, batch_size={self.batch_size})"
 
     def with_test(self, test=True) -> "UserEvaluator":
@@ -239,7 +249,8 @@ class UserEvaluator:
                 "targets": list(self.targets) if self.targets else "hidden",
                 "autoinit": self.autoinit, "param_shape": self.param_shape,
                 "steps_per_epoch": self.steps_per_epoch,
-                "validation_steps": self.validation_steps, "test": self.test}
+                "validation_steps": self.validation_steps, "test": self.test,
+                **({"recipe": self.recipe_name} if self.recipe_name is not None else {})}
 
     # ------------------------------------------------------------------ building
     def _matcher(self, base):
@@ -289,8 +300,33 @@ class UserEvaluator:
                 status = f"failed: {_short(err)}"
                 keras.utils.set_random_seed(int(seed))
                 net = keras.models.clone_model(net)
-        net.compile_from_config(self.model.compile_config)
+        self._compile(net)
         return net, status
+
+    def _compile(self, net):
+        if self.recipe_name is None:
+            net.compile_from_config(self.model.compile_config)
+            return
+        # the recipe's optimizer and schedule; the user's loss, metrics and other settings
+        from ..backend import keras
+        from .evaluate import _apply_l2, _make_optimizer
+        from .recipes import get_recipe
+
+        recipe = get_recipe(self.recipe_name).scaled(epochs=self.epochs)
+        size = self.data.train.size()
+        if self.steps_per_epoch:
+            steps = self.steps_per_epoch
+        elif size is None:
+            raise UserInputError(f"recipe {self.recipe_name!r} schedules the learning rate per "
+                                 f"step, and the length of this data stream is unknown: "
+                                 f"pass steps_per_epoch")
+        else:
+            steps = max(1, math.ceil(size / self.batch_size))
+        if recipe.l2 is not None:
+            _apply_l2(net, recipe.l2)
+        kwargs = keras.saving.deserialize_keras_object(self.model.compile_config)
+        kwargs["optimizer"] = _make_optimizer(recipe, net, steps)
+        net.compile(**kwargs)
 
     # ------------------------------------------------------------------ checking
     def check(self) -> list:
