@@ -10,7 +10,6 @@ store, so a finished search re-reports instantly and an interrupted one resumes)
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 import os
@@ -133,18 +132,51 @@ def make_algorithm(name, budget, seed=0, context=None, *, store=None, workers=1,
     return factory(int(budget), int(seed), dict(context or {}), **extra, **options)
 
 
-def make_evaluator(task="mnist1d", model=None, recipe="quick", test=False, **overrides):
-    """A picklable ``evaluator(text, seed=...) -> EvaluationRecord`` for the executors
-    (``test=True``: records carry test-set metrics too).
+class RecipeEvaluator:
+    """The evaluator of a zoo search: ``evaluator(text, seed=0)`` is
+    :func:`~keras_actfn.train.evaluate_activation` of ``text`` with this task, model and
+    recipe (``test=True``: records carry test-set metrics too). Picklable for process-pool
+    and Ray workers; :meth:`config` is what a store compares on resume (the user-model
+    counterpart is :class:`~keras_actfn.train.user_model.UserEvaluator`).
 
     The task, model and recipe are checked once here (a typo must not turn every candidate
     of a long search into a failed record)."""
-    from ..train import evaluate_activation
-    from ..train.evaluate import prepare
 
-    prepare(task=task, model=model, recipe=recipe, **overrides)  # raises on bad names
-    return functools.partial(evaluate_activation, task=task, model=model, recipe=recipe,
-                             test=bool(test), **overrides)
+    def __init__(self, task="mnist1d", model=None, recipe="quick", test=False, **overrides):
+        from ..train.evaluate import prepare
+
+        prepare(task=task, model=model, recipe=recipe, **overrides)  # raises on bad names
+        self.task, self.model, self.recipe = task, model, recipe
+        self.test, self.overrides = bool(test), dict(overrides)
+
+    def __call__(self, text, seed=0):
+        from ..train import evaluate_activation
+
+        return evaluate_activation(text, task=self.task, model=self.model, recipe=self.recipe,
+                                   seed=seed, test=self.test, **self.overrides)
+
+    def config(self) -> dict:
+        from .base import json_normalize
+
+        def named(value):
+            if value is None or isinstance(value, (str, int, float, bool)):
+                return value
+            if isinstance(value, dict):
+                return {str(k): named(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [named(v) for v in value]
+            return getattr(value, "name", None) or getattr(value, "label", None) or \
+                getattr(value, "__name__", None) or type(value).__name__
+
+        return json_normalize({"kind": "recipe", "task": named(self.task),
+                               "model": named(self.model), "recipe": named(self.recipe),
+                               "test": self.test, "overrides": named(self.overrides)},
+                              "the evaluator config")
+
+
+def make_evaluator(task="mnist1d", model=None, recipe="quick", test=False, **overrides):
+    """A :class:`RecipeEvaluator` (picklable ``evaluator(text, seed=...)``)."""
+    return RecipeEvaluator(task=task, model=model, recipe=recipe, test=test, **overrides)
 
 
 def make_executor(kind="local", workers=1, ray_address=None):
@@ -341,5 +373,6 @@ def experiment_main(argv=None, *, description, algorithm, recipe, final_recipe, 
     return 0
 
 
-__all__ = ["experiment_main", "ALGORITHMS", "make_algorithm", "make_evaluator", "make_executor",
+__all__ = ["experiment_main", "ALGORITHMS", "make_algorithm", "make_evaluator", "RecipeEvaluator",
+           "make_executor",
            "run_named_search", "comparison_rows", "format_comparison", "ProgressLine"]
