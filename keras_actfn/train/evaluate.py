@@ -421,6 +421,40 @@ def _last(history, key):
     return float(values[-1]) if values else None
 
 
+def guarded_training(record, start, train):
+    """Run ``train(lap)``, which fills ``record``; whatever it raises becomes a failed
+    record (``out_of_memory`` or ``error``, the traceback's tail in ``info``): failure is
+    data. Frees Keras's memory afterwards and sets ``record.runtime_s`` (from ``start``).
+    The one place both evaluators (:func:`evaluate_activation`, the user-model
+    :class:`~keras_actfn.train.user_model.UserEvaluator`) turn a candidate into a record."""
+    _quiet_retracing_notice()
+    lap = _Laps(record)
+    try:
+        train(lap)
+    except Exception as err:  # noqa: BLE001 - failure is data
+        record.fail("out_of_memory" if _is_out_of_memory(err) else "error", _short(err))
+        record.info["traceback"] = "".join(traceback.format_exception(err)[-6:])[-4000:]
+    finally:
+        lap("other")
+        _free_memory(time.perf_counter() - start, force=record.reason == "out_of_memory")
+        lap("clear_session")
+        record.runtime_s = time.perf_counter() - start
+    return record
+
+
+def quiet_fit(net, data, unknown_length=False, **fit_arguments):
+    """``net.fit(data, ...)`` without the notices a search provokes by design: a candidate
+    flat somewhere (``zero(x)``, relu of a negative input) leaves some variables without
+    gradient; with ``unknown_length`` (a stream Keras cannot count, no
+    ``steps_per_epoch``), Keras 3's end-of-epoch "input ran out of data" (each epoch is one
+    full pass)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Gradients do not exist")
+        if unknown_length:
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+        return net.fit(data, shuffle=False, **fit_arguments)
+
+
 # --------------------------------------------------------------------------- the harness
 def evaluate_activation(fn, task=None, model=None, recipe="quick", seed: int = 0,
                         autoinit: bool = True, test: bool = False, verbose=0,
@@ -473,20 +507,8 @@ def evaluate_activation(fn, task=None, model=None, recipe="quick", seed: int = 0
         record.runtime_s = time.perf_counter() - start
         return record
 
-    _quiet_retracing_notice()
-    lap = _Laps(record)
-    try:
-        _train(spec, plan, record, seed, autoinit, test, verbose, callbacks or [], lap)
-    except Exception as err:  # noqa: BLE001 - failure is data
-        reason = "out_of_memory" if _is_out_of_memory(err) else "error"
-        record.fail(reason, _short(err))
-        record.info["traceback"] = "".join(traceback.format_exception(err)[-6:])[-4000:]
-    finally:
-        lap("other")
-        _free_memory(time.perf_counter() - start, force=record.reason == "out_of_memory")
-        lap("clear_session")
-        record.runtime_s = time.perf_counter() - start
-    return record
+    return guarded_training(record, start, lambda lap: _train(
+        spec, plan, record, seed, autoinit, test, verbose, callbacks or [], lap))
 
 
 def _train(spec, plan, record, seed, autoinit, test, verbose, callbacks, lap):
@@ -560,13 +582,10 @@ def _train(spec, plan, record, seed, autoinit, test, verbose, callbacks, lap):
                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                 steps_per_execution=recipe.steps_per_execution)
     guard = _make_guard()
-    with warnings.catch_warnings():
-        # a candidate flat somewhere leaves some variables without gradient: expected
-        warnings.filterwarnings("ignore", message="Gradients do not exist")
-        fit = net.fit(train, validation_data=val, epochs=recipe.epochs,
-                      steps_per_epoch=steps if recipe.steps_per_epoch else None,
-                      validation_steps=recipe.validation_steps, verbose=verbose,
-                      callbacks=[guard, *callbacks], shuffle=False)
+    fit = quiet_fit(net, train, validation_data=val, epochs=recipe.epochs,
+                    steps_per_epoch=steps if recipe.steps_per_epoch else None,
+                    validation_steps=recipe.validation_steps, verbose=verbose,
+                    callbacks=[guard, *callbacks])
     lap("fit")
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     record.epochs_run = len(history.get("loss", [])) or guard.epoch + 1
@@ -619,4 +638,4 @@ def _train(spec, plan, record, seed, autoinit, test, verbose, callbacks, lap):
 
 
 __all__ = ["evaluate_activation", "prepare", "resolve_activation", "EvaluationPlan",
-           "clear_caches"]
+           "clear_caches", "guarded_training", "quiet_fit"]

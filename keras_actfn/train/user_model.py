@@ -28,7 +28,6 @@ import math
 import os
 import tempfile
 import time
-import traceback
 import warnings
 
 import numpy as np
@@ -400,8 +399,7 @@ class UserEvaluator:
     # ------------------------------------------------------------------ evaluating
     def __call__(self, text, seed=0) -> EvaluationRecord:
         from ..expr import parse
-        from .evaluate import _free_memory, _is_out_of_memory, _Laps, _quiet_retracing_notice
-        from .evaluate import _short
+        from .evaluate import _short, guarded_training
 
         start = time.perf_counter()
         seed = int(seed)
@@ -420,22 +418,11 @@ class UserEvaluator:
             record.fail("invalid_function", _short(problem))
             record.runtime_s = time.perf_counter() - start
             return record
-        _quiet_retracing_notice()
-        lap = _Laps(record)
-        try:
-            self._train(canonical, spec, record, seed, lap)
-        except Exception as err:  # noqa: BLE001 - failure is data
-            record.fail("out_of_memory" if _is_out_of_memory(err) else "error", _short(err))
-            record.info["traceback"] = "".join(traceback.format_exception(err)[-6:])[-4000:]
-        finally:
-            lap("other")
-            _free_memory(time.perf_counter() - start, force=record.reason == "out_of_memory")
-            lap("clear_session")
-            record.runtime_s = time.perf_counter() - start
-        return record
+        return guarded_training(record, start,
+                                lambda lap: self._train(canonical, spec, record, seed, lap))
 
     def _train(self, text, spec, record, seed, lap):
-        from .evaluate import _last, _make_guard, _probe_activation
+        from .evaluate import _last, _make_guard, _probe_activation, quiet_fit
 
         if spec is not None:
             overflow = _probe_activation(spec)
@@ -458,18 +445,12 @@ class UserEvaluator:
             return
         lap("first_batch")
         guard = _make_guard()
-        with warnings.catch_warnings():
-            # a candidate flat somewhere (zero(x), relu of a negative input) gives some
-            # variables no gradient: expected in a search, not the user's business
-            warnings.filterwarnings("ignore", message="Gradients do not exist")
-            if self.steps_per_epoch is None:
-                # Keras 3 says this at the end of each epoch of a stream whose length it
-                # does not know (TFRecord files, generators): each epoch is one full pass
-                warnings.filterwarnings("ignore", message="Your input ran out of data")
-            fit = net.fit(train, validation_data=val, epochs=self.epochs,
-                          steps_per_epoch=self.steps_per_epoch,
-                          validation_steps=self.validation_steps, verbose=self.verbose,
-                          callbacks=[guard], shuffle=False)  # the split shuffles, seeded
+        # the split shuffles (seeded); a stream Keras cannot count is one pass per epoch
+        fit = quiet_fit(net, train, unknown_length=self.steps_per_epoch is None,
+                        validation_data=val, epochs=self.epochs,
+                        steps_per_epoch=self.steps_per_epoch,
+                        validation_steps=self.validation_steps, verbose=self.verbose,
+                        callbacks=[guard])
         lap("fit")
         history = {k: [float(v) for v in values] for k, values in fit.history.items()}
         record.epochs_run = len(history.get("loss", [])) or guard.epoch + 1
