@@ -450,3 +450,15 @@ def test_recipe_replaces_the_optimizer_keeps_loss_and_metrics(tmp_path, data):
         record.history
     with pytest.raises(UserInputError, match="unknown recipe"):
         ka.ActivationSearch(make_model(), recipe="nope")
+
+
+def test_grafs_refuses_a_stream_before_writing(tmp_path, data):
+    _, _, xv, yv = data
+    x, y = make_data(64, seed=2)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    store = tmp_path / "g.db"
+    search = ka.ActivationSearch(make_model(), method="grafs", budget=1, store=store,
+                                 progress=False)
+    with pytest.raises(UserInputError, match="GRAFS needs the training data as arrays"):
+        search.search(ds, validation_data=(xv, yv), epochs=2)
+    assert not store.exists()
