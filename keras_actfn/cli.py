@@ -755,23 +755,15 @@ def _search_user_model(args) -> int:
     store = args.store or os.path.join(
         "runs", f"{args.algorithm}_{os.path.splitext(os.path.basename(args.model))[0]}.db")
     try:
-        objective = args.objective or "val_accuracy"
         search = ActivationSearch(
-            args.model, method=args.algorithm, objective=objective,
+            args.model, method=args.algorithm, objective=args.objective,
             budget=getattr(args, "budget", None) or args.seeds, store=store, seed=args.seed,
             executor="ray" if args.executor == "ray" else "pool", workers=args.workers,
             ray_address=args.ray_address, targets=targets, final_top=args.final_top,
             final_seeds=args.final_seeds, progress=not args.quiet, recipe=args.recipe,
             **options)
-        fit = {"epochs": args.epochs or 1, "batch_size": args.batch_size}
-        try:
-            search.search(args.data, validation_split=args.validation_split, **fit)
-        except UserInputError as err:
-            if args.objective is None and "'val_accuracy' is not a metric" in str(err):
-                search.objective = "val_loss"  # the model logs no accuracy: use its loss
-                search.search(args.data, validation_split=args.validation_split, **fit)
-            else:
-                raise
+        search.search(args.data, validation_split=args.validation_split,
+                      epochs=args.epochs or 1, batch_size=args.batch_size)
     except (UserInputError, ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
     print(search.summary)

@@ -293,12 +293,29 @@ def test_objective_keras_does_not_log(tmp_path, data):
                                  progress=False)
     with pytest.raises(UserInputError, match="'val_auc' is not a metric.*val_accuracy"):
         search.search(x, y, validation_data=(xv, yv), **FIT)
-    search = ka.ActivationSearch(make_model(), store=store, progress=False)
+    search = ka.ActivationSearch(make_model(), objective="val_accuracy", store=store,
+                                 progress=False)
     with pytest.raises(UserInputError, match="no validation data"):
         search.search(x, y, **FIT)
     assert not store.exists()
     with pytest.raises(ValueError, match="minimized or maximized"):
         ka.ActivationSearch(make_model(), objective="val_speed")
+
+
+def test_default_objective_follows_what_the_model_logs(tmp_path, data):
+    x, y, xv, yv = data
+    source = resolve_data(x, y, validation_data=(xv, yv), input_shape=(None, 24, 1))
+    classifier = UserEvaluator(UserModel(make_model()), source, objective=None)
+    classifier.check()
+    assert classifier.objective == "val_accuracy"
+    regressor = make_model(name="regressor")
+    regressor.compile(optimizer="adam", loss="mse")  # logs no accuracy
+    reg_data = resolve_data(x, np.eye(4, dtype="float32")[y], validation_data=(
+        xv, np.eye(4, dtype="float32")[yv]), input_shape=(None, 24, 1))
+    evaluator = UserEvaluator(UserModel(regressor), reg_data, objective=None)
+    assert "val_loss" in evaluator.check() and evaluator.objective == "val_loss"
+    record = evaluator("tanh(x)", seed=0)
+    assert record.ok and record.fitness("val_loss") == -record.validation_loss < 0
 
 
 def test_bad_settings(data):

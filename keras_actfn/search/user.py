@@ -55,6 +55,7 @@ class SearchResults(list):
     table."""
 
     def __init__(self, evaluations, objective):
+        objective = objective or "val_accuracy"
         super().__init__(evaluations)
         self.objective = objective
 
@@ -88,7 +89,8 @@ class ActivationSearch:
         method: one of :data:`METHODS`.
         objective: a metric Keras logs (``"val_accuracy"``, ``"val_loss"``, ``"val_auc"``);
             the direction is inferred as keras-tuner does, or given as ``"min:NAME"`` /
-            ``"max:NAME"``.
+            ``"max:NAME"``. ``None``: ``val_accuracy`` when the model logs an accuracy,
+            else ``val_loss`` (``accuracy``/``loss`` without validation data).
         budget: candidates evaluated (reused numerical twins included), or for GRAFS the
             number of independent searches when ``seeds`` is not given.
         store: the SQLite journal (default ``runs/<model name>_<method>.db``); the same call
@@ -110,7 +112,7 @@ class ActivationSearch:
             PANGAEA; ``regressor=``, ``features=`` for AQuaSurF; GRAFS settings...).
     """
 
-    def __init__(self, model, method="pangaea", objective="val_accuracy", budget=50,
+    def __init__(self, model, method="pangaea", objective=None, budget=50,
                  store=None, *, seed=0, executor="inprocess", workers=1, ray_address=None,
                  targets=None, autoinit=True, param_shape="per-channel", final_top=3,
                  final_seeds=3, progress=True, loss=None, optimizer=None, metrics=None,
@@ -126,7 +128,8 @@ class ActivationSearch:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
                     value < low:
                 raise UserInputError(f"{name} must be an integer >= {low}, got {value!r}")
-        split_objective(objective)  # a direction it cannot infer is an error now
+        if objective is not None:
+            split_objective(objective)  # a direction it cannot infer is an error now
         if loss is not None:
             model = _compiled(model, loss, optimizer, metrics)
         self.user_model = UserModel(model)
@@ -180,6 +183,7 @@ class ActivationSearch:
                                   validation_steps=validation_steps, verbose=verbose,
                                   recipe=self.recipe)
         evaluator.check()
+        self.objective = evaluator.objective  # chosen by check() when it was None
         if self.executor != "inprocess" and not (self.executor in ("pool", "local")
                                                  and self.workers == 1):
             where = os.path.splitext(os.path.abspath(self.store))[0] + "_data"

@@ -188,7 +188,9 @@ class UserEvaluator:
         data: a :class:`~keras_actfn.data.sources.DataSource` (portable for other
             processes: see :meth:`DataSource.portable`).
         epochs, batch_size, steps_per_epoch, validation_steps: as in ``fit``.
-        objective: the metric ranked by (see :func:`~keras_actfn.train.record.split_objective`).
+        objective: the metric ranked by (see :func:`~keras_actfn.train.record.split_objective`);
+            ``None``: chosen by :meth:`check` (``val_accuracy`` when logged, else
+            ``val_loss``; without validation data ``accuracy``/``loss``).
         targets: ``None`` (every hidden activation: all sites except the output layers'),
             or activation names (``("relu",)``).
         autoinit: initialize each candidate with AutoInit (else the model's initializers).
@@ -384,6 +386,10 @@ class UserEvaluator:
         names = sorted(logs)
         logged = names + ([f"val_{n}" for n in names] if self.data.validation is not None
                           else [])
+        if self.objective is None:
+            prefix = "val_" if self.data.validation is not None else ""
+            self.objective = (f"{prefix}accuracy" if f"{prefix}accuracy" in logged
+                              else f"{prefix}loss")
         name, _ = split_objective(self.objective)
         if name not in logged:
             why = (" (there is no validation data: pass validation_data= or "
