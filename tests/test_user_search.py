@@ -116,6 +116,20 @@ def test_every_method_searches_the_user_model(tmp_path, data, method, options):
         r.validation_accuracy for r in ok)
     ka.parse(search.best_function)
     assert "| 4 " not in str(results) and "ok" in str(results)
+    if method == "aquasurf":
+        # FIM features of the user's own model, computed once per function, in the store
+        from keras_actfn.search.aquasurf.pool import UserFimFeatures
+
+        kind = UserFimFeatures(search.evaluator, batch=32).kind
+        assert "user:" in kind
+        with Store(store) as journal:
+            cached = journal.features(kind)
+        assert len(cached) == 24
+        valid = [entry for entry in cached.values() if entry["valid"]]
+        # one block per weighted layer of the user's model, its weight count as in Keras
+        weighted = [layer for layer in make_model().layers if layer.weights]
+        sizes = [int(layer.count_params()) for layer in weighted]
+        assert valid and all([n for _, n in entry["layers"]] == sizes for entry in valid)
 
 
 def test_final_comparison_best_model_and_plot(tmp_path, data):
