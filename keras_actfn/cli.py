@@ -106,6 +106,20 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the user's errors in one line, our bugs loud
+        from .errors import user_error_message
+
+        text = user_error_message(err)
+        if text is not None:
+            print(f"{PROG} {args.command}: error: {text}", file=sys.stderr)
+            return EXIT_USAGE
+        import traceback
+
+        traceback.print_exc()
+        print(f"{PROG} {args.command}: internal error ({type(err).__name__}); this is a "
+              f"bug in keras_actfn, please report it with the traceback above",
+              file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _unknown_arguments(parser, args, extra):
@@ -484,19 +498,26 @@ def _common_search_arguments(p, method):
     p.add_argument("--workers", type=_positive, default=1, metavar="W",
                    help="evaluations in parallel: W TensorFlow processes (one GPU each when "
                         "there are GPUs), or W Ray tasks in flight")
-    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where evaluations run: local (this process, or --workers "
+                        "processes) or ray (a Ray cluster; pip install "
+                        "'keras_actfn[ray]')")
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (ray://...)")
     p.add_argument("--store", default=None, metavar="PATH",
                    help="SQLite journal (default runs/<method>_<task or model>.db); the "
                         "same command on the same store resumes the search")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the search's random choices and of every candidate's "
+                        "training (default 0)")
     p.add_argument("--epochs", type=_positive, default=None,
                    help="epochs per candidate (zoo: scales the recipe's; model file: "
                         "default 1)")
     p.add_argument("--final-seeds", type=_non_negative, default=3, metavar="N",
                    help="train the top functions and the baseline N times each at the end "
                         "(0: skip; default 3)")
-    p.add_argument("--final-top", type=_positive, default=3, metavar="K")
+    p.add_argument("--final-top", type=_positive, default=3, metavar="K",
+                   help="how many of the best functions the final comparison trains "
+                        "(default 3)")
     p.add_argument("--objective", default=None, metavar="METRIC",
                    help="model file: the metric to optimize, any name Keras logs "
                         "(default val_accuracy if logged, else val_loss; 'min:NAME'/"
@@ -770,7 +791,12 @@ def _search_user_model(args) -> int:
     if search.comparison:
         print()
         print(search.format_comparison())
-    print(f"\nbest function: {search.best_function}")
+    try:
+        best = search.best_function
+    except RuntimeError as err:  # every candidate failed: a result, not a crash
+        print(f"\n{err}; see {PROG} report {store} for each candidate's reason")
+        return EXIT_FAILURE
+    print(f"\nbest function: {best}")
     if args.out:
         model = search.best_model()
         model.save(args.out)
@@ -781,7 +807,8 @@ def _search_user_model(args) -> int:
 
 def _report_arguments(p):
     p.add_argument("store", help="a search journal written by `keras-actfn search`")
-    p.add_argument("--top", type=int, default=10, metavar="K")
+    p.add_argument("--top", type=int, default=10, metavar="K",
+                   help="functions in the table and the shape plot (default 10)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="where the PNGs go (default: next to the store)")
 

@@ -493,3 +493,18 @@ def test_grafs_refuses_a_stream_before_writing(tmp_path, data):
     with pytest.raises(UserInputError, match="GRAFS needs the training data as arrays"):
         search.search(ds, validation_data=(xv, yv), epochs=2)
     assert not store.exists()
+
+
+def test_cli_store_of_another_search_is_one_line(tmp_path, files, capsys):
+    from keras_actfn.cli import main
+
+    model_path, data_path = files
+    store = str(tmp_path / "s.db")
+    base = ["search", "pangaea-random", "--model", model_path, "--data", data_path,
+            "--budget", "1", "--final-seeds", "0", "--batch-size", "64", "--store", store,
+            "-q"]
+    assert main(base) in (0, 1)  # 1: its one candidate failed (a result, not an error)
+    capsys.readouterr()
+    assert main(base[:-1] + ["--epochs", "2", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differing: evaluator.epochs" in err[0] and "--store" in err[0]

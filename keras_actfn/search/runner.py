@@ -195,8 +195,9 @@ class ProgressLine:
     """One status line, rewritten in place on a terminal (a line per update otherwise):
     evaluated / budget, failed, best so far and its formula, elapsed time."""
 
-    def __init__(self, budget, metric="validation_accuracy", stream=None, every=1.0):
-        self.budget, self.metric = budget, metric
+    def __init__(self, budget, metric="validation_accuracy", stream=None, every=1.0,
+                 label=""):
+        self.budget, self.metric, self.label = budget, metric, label
         self.stream = stream or sys.stderr
         self.every = every
         self.start = time.perf_counter()
@@ -213,9 +214,14 @@ class ProgressLine:
         if best is not None and best.ok:
             value = best.fitness(self.metric)
             best_text = f"{abs(value):.4f}  {best.fn}"
-        line = (f"[{finished}/{self.budget}] evaluated {counts.get('evaluated', 0)}, "
+        head = f"{self.label} " if self.label else ""
+        remaining = ""
+        if 0 < finished < self.budget:
+            left = (now - self.start) / finished * (self.budget - finished)
+            remaining = f", ~{left:.0f} s left"
+        line = (f"{head}[{finished}/{self.budget}] evaluated {counts.get('evaluated', 0)}, "
                 f"failed {counts.get('failed', 0)}, reused {counts.get('reused', 0)} | "
-                f"best {best_text} | {now - self.start:.0f} s")
+                f"best {best_text} | {now - self.start:.0f} s{remaining}")
         if self.tty:
             self.stream.write("\r" + line[:160].ljust(160))
         else:
@@ -269,9 +275,13 @@ def run_named_search(algorithm="pangaea", task="mnist1d", recipe="quick", model=
             functions = [baseline] + [t for t in top if t != baseline]
             final = Rerank(functions, runs=final_seeds, seed=1000 + seed, metric=algo.metric,
                            context=context)
+            final_bar = ProgressLine(len(functions) * final_seeds, algo.metric,
+                                     label="final comparison") if progress else None
             with make_executor(executor, workers, ray_address) as pool:
                 run_search(final, final_evaluator, journal, executor=pool, seed=seed,
-                           run_name="final")
+                           run_name="final", progress=final_bar)
+            if final_bar is not None:
+                final_bar.close()
             rows = comparison_rows(final, baseline)
     return summary, rows
 
@@ -304,10 +314,29 @@ def format_comparison(rows, metric="validation_accuracy"):
     return "\n".join(lines)
 
 
-def experiment_main(argv=None, *, description, algorithm, recipe, final_recipe, task=None,
-                    budget=1000, algorithm_options=None):
+def experiment_main(argv=None, **settings):
     """Command line of the ``scripts/`` experiments: the paper's settings by default,
-    ``--smoke`` for a minute-long run on mock data (CI), everything overridable."""
+    ``--smoke`` for a minute-long run on mock data (CI), everything overridable (arguments
+    of :func:`_experiment`). A user's mistake (data not on this machine, a store of another
+    search, a bad value) is one line on stderr and exit status 2; a bug of ours keeps its
+    traceback."""
+    from ..errors import user_error_message
+
+    try:
+        return _experiment(argv, **settings)
+    except (ValueError, TypeError, RuntimeError, OSError) as err:
+        text = user_error_message(err)
+        if text is None and isinstance(err, (ValueError, TypeError)):
+            text = " ".join(str(err).split())
+        if text is None:
+            raise
+        print(f"{os.path.basename(sys.argv[0] or 'experiment')}: error: {text}",
+              file=sys.stderr)
+        return 2
+
+
+def _experiment(argv=None, *, description, algorithm, recipe, final_recipe, task=None,
+                budget=1000, algorithm_options=None):
     import argparse
     import contextlib
 

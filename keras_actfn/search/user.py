@@ -247,9 +247,15 @@ class ActivationSearch:
         final_eval = evaluator.with_test(evaluator.data.test is not None)
         rerank = Rerank([ORIGINAL] + [t for t in top if t != ORIGINAL], runs=self.final_seeds,
                         seed=1000 + self.seed, metric=self.objective, context=self._context())
+        from .runner import ProgressLine
+
+        bar = ProgressLine(len(rerank.functions) * self.final_seeds, self.objective,
+                           label="final comparison") if self.progress else None
         with self._executor() as pool:
             run_search(rerank, final_eval, journal, executor=pool, seed=self.seed,
-                       run_name="final", metric=self.objective)
+                       run_name="final", metric=self.objective, progress=bar)
+        if bar is not None:
+            bar.close()
         self.comparison = comparison_rows(rerank, ORIGINAL)
 
     def _run_grafs(self, evaluator):

@@ -191,7 +191,54 @@ def prepare(task=None, model=None, recipe="quick", **overrides) -> EvaluationPla
         model_name = getattr(model, "__name__", type(model).__name__)
     else:
         raise TypeError(f"model must be a registry name or a builder callable, got {model!r}")
+    if isinstance(model, str):
+        _check_fits(model, task, recipe)
     return EvaluationPlan(recipe=recipe, task=task, model=model, model_name=model_name)
+
+
+def keras_reason(err) -> str:
+    """The line of a Keras error that says what is wrong (Keras 3 wraps it in "Exception
+    encountered when calling ...", terminal colour codes and the call's arguments)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Exception encountered", "Arguments received")):
+            return line[:300]
+    return type(err).__name__
+
+
+#: (model, task, input shape, model arguments) already built once without error
+_FITS: set = set()
+
+
+def _check_fits(model_name, task, recipe):
+    """Build the registry model once for the task (cached): a model that cannot take the
+    task's inputs is a mistake in the arguments, said up front with both shapes, not a
+    failed record per candidate."""
+    from ..backend import keras
+    from ..models.registry import build_model
+
+    arguments = recipe.model_arguments()
+    key = (model_name, task.name, tuple(task.input_shape), repr(sorted(arguments.items())))
+    if key in _FITS:
+        return
+    x = task.arrays("train")[0][:2]
+    try:
+        net = build_model(model_name, "relu", task=task, **arguments)
+        net(task.preprocess(x) if task.preprocess is not None else x, training=False)
+    except Exception as err:  # noqa: BLE001 - any failure here is a mismatch
+        takes = ""
+        if "net" in locals() and getattr(net, "inputs", None):
+            takes = f" takes inputs of shape {tuple(net.inputs[0].shape[1:])} and"
+        raise ValueError(f"model {model_name!r}{takes} cannot run on task {task.name!r} "
+                         f"(inputs of shape {tuple(task.input_shape)}, {task.num_classes} "
+                         f"classes): {keras_reason(err)}; choose a model made for these "
+                         f"inputs (--model)") from None
+    finally:
+        keras.backend.clear_session()
+    _FITS.add(key)
 
 
 def resolve_activation(fn):

@@ -362,13 +362,15 @@ class UserEvaluator:
                                         for w, g in zip(want[1:], got[1:])):
             raise UserInputError(f"the data's inputs have shape {_batch_text(got)} but the "
                                  f"model expects {_batch_text(want)}")
+        from .evaluate import keras_reason
+
         net, _ = self.build(ORIGINAL, seed=0, autoinit=False)
         try:
             pred = net(xb, training=False)
         except Exception as err:  # noqa: BLE001
             raise UserInputError(f"the model cannot run on the data's inputs of shape "
                                  f"{_batch_text(got)} ({type(err).__name__}: "
-                                 f"{str(err).strip().splitlines()[0][:200]})") from None
+                                 f"{keras_reason(err)})") from None
         try:
             logs = net.evaluate(tf.data.Dataset.from_tensors((xb, yb)), verbose=0,
                                 return_dict=True)
@@ -377,7 +379,7 @@ class UserEvaluator:
                                  f"shape {_batch_text(tuple(yb.shape))} ({yb.dtype.name}), "
                                  f"output of shape {_batch_text(tuple(pred.shape))} "
                                  f"({type(err).__name__}: "
-                                 f"{str(err).strip().splitlines()[0][:200]})") from None
+                                 f"{keras_reason(err)})") from None
         if not all(np.isfinite(float(v)) for v in logs.values()):
             yv = np.asarray(yb)
             raise UserInputError(f"the loss on the first batch is not finite: labels of "

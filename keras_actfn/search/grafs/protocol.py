@@ -193,7 +193,8 @@ def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=
             with _executor(executor, workers, ray_address) as pool:
                 rows, eval_seconds = _final_comparison(
                     journal, pool, found, baselines, task_spec, model, recipe,
-                    int(eval_seeds), eval_overrides or {}, options.get("targets", ("relu",)))
+                    int(eval_seeds), eval_overrides or {}, options.get("targets", ("relu",)),
+                    log=log)
         path = journal.path
     finally:
         if owned:
@@ -206,8 +207,22 @@ def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=
             else math.nan, "settings": settings, "store": path}
 
 
+class _LogStream:
+    """A text stream whose lines go to ``log`` (the progress line of the comparison)."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def write(self, text):
+        if text.strip():
+            self.log(text.strip())
+
+    def flush(self):
+        pass
+
+
 def _final_comparison(journal, executor, found, baselines, task_spec, model, recipe,
-                      eval_seeds, overrides, targets):
+                      eval_seeds, overrides, targets, log=None):
     """The found functions and the baselines, ``eval_seeds`` runs each, as the run
     ``"final"`` of ``journal`` on ``executor``; returns ``(table rows, seconds of each ReLU
     run)``. A function found and also a baseline is evaluated once, as found."""
@@ -227,7 +242,13 @@ def _final_comparison(journal, executor, found, baselines, task_spec, model, rec
                     context={"task": describe_task(task_spec),
                              "model": describe_model(eval_model), "recipe": recipe,
                              "overrides": _plain(overrides)})
-    run_search(rerank, evaluator, journal, executor=executor, seed=0, run_name="final")
+    from ..runner import ProgressLine
+
+    bar = None if log is None else ProgressLine(
+        len(shown) * int(eval_seeds), "validation_accuracy", stream=_LogStream(log),
+        every=10.0, label="final comparison")
+    run_search(rerank, evaluator, journal, executor=executor, seed=0, run_name="final",
+               progress=bar)
     records = {}
     for ev in journal.results():  # the run "final", selected by run_search
         records.setdefault(ev.text, []).append(ev.record)
