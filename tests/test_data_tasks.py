@@ -389,3 +389,13 @@ def test_text_errors_and_tinystories(text_file, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_ACTFN_TINYSTORIES", str(text_file))
     task = load_task("tinystories", seq_len=64)
     assert task.name == "tinystories" and task.size("test") > 0
+
+
+def test_misspelled_task_option_is_an_error_portable_ones_are_not():
+    from keras_actfn.data import load_task
+
+    with pytest.raises(TypeError, match=r"unknown task option\(s\) \['validaton_size'\].*"
+                                         r"validation_size"):
+        load_task("digits", validaton_size=0.1)
+    # a recipe's CIFAR options stay valid when an embedded task replaces its dataset
+    assert load_task("digits", data_dir="/nowhere", normalize=True).name == "digits"

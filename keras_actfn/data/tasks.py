@@ -192,12 +192,35 @@ TASK_LOADERS: dict[str, Callable[..., Task]] = {
 }
 
 
+def _option_names() -> set:
+    """Every option name some loader takes. The embedded tasks ignore the options of the
+    others (a recipe's ``data_dir`` or ``normalize`` stays valid when ``--task mnist1d``
+    replaces its CIFAR task), but a name no loader takes is a typo."""
+    import inspect
+
+    from .tfds_tasks import load_tfds_task
+    from .text import load_text_task, load_tinystories_task
+
+    names = set()
+    for loader in (load_mnist1d_task, load_digits_task, load_tfds_task, load_text_task,
+                   load_tinystories_task):
+        names |= {p.name for p in inspect.signature(loader).parameters.values()
+                  if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return names - {"name"}
+
+
 def load_task(name: str, **options) -> Task:
-    """Load a task by name (see :data:`TASK_LOADERS`); options go to its loader."""
+    """Load a task by name (see :data:`TASK_LOADERS`); options go to its loader. An option
+    no loader knows (a misspelling) is a ``TypeError`` (as for any unexpected keyword)
+    listing the known ones."""
     try:
         loader = TASK_LOADERS[name]
     except KeyError:
         raise ValueError(f"unknown task {name!r}; available: {sorted(TASK_LOADERS)}") from None
+    unknown = sorted(set(options) - _option_names())
+    if unknown:
+        raise TypeError(f"unknown task option(s) {unknown} for task {name!r}; known "
+                         f"options: {', '.join(sorted(_option_names()))}")
     return loader(**options)
 
 
