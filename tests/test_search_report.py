@@ -115,3 +115,28 @@ def test_named_algorithms():
     assert cafe.generations == 10  # the chapter's 10 generations of N=50 with 5 elites
     with pytest.raises(ValueError, match="unknown search"):
         make_algorithm("nope", 10)
+
+
+def test_progress_plot_layout(searched):
+    """progress.png reads at a glance: a title, a legend that counts the failures, every
+    new best numbered on the curve without two numbers overlapping, and the numbered list
+    beside the axes (not over them)."""
+    from keras_actfn.search.report import plot_progress
+
+    _, _, _, results = searched
+    failed = sum(not ev.record.ok for ev in results)
+    fig = plot_progress(results, None, baseline=0.5, title="pangaea: run.db")
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    assert ax.get_title() == "pangaea: run.db"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"failed ({failed})" in labels and f"evaluations ({40 - failed})" in labels
+    numbers = [a for a in ax.texts if a.get_text().isdigit()]
+    _, _, improvements = best_so_far(results)
+    assert [a.get_text() for a in numbers] == [str(k) for k in
+                                               range(1, min(6, len(improvements)) + 1)]
+    boxes = [a.get_window_extent(renderer) for a in numbers]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    (panel,) = fig.texts
+    assert panel.get_text().startswith("new bests")
+    assert not panel.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))

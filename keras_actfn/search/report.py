@@ -102,30 +102,66 @@ def best_so_far(results, metric="validation_accuracy"):
 
 
 def plot_progress(results, path=None, metric="validation_accuracy", baseline=None,
-                  annotate=6, baseline_label="ReLU"):
-    """Best-so-far vs evaluations; the last ``annotate`` improvements are labelled."""
+                  annotate=6, baseline_label="ReLU", title=None):
+    """Best-so-far vs evaluations. The last ``annotate`` improvements are numbered on the
+    curve and spelled out in a panel beside the plot (labels on the curve overlap as soon
+    as two improvements are close); failed candidates are drawn as crosses on the lower
+    edge and counted in the legend; ``title`` (e.g. the store and method) heads it."""
     values, best, improvements = best_so_far(results, metric)
-    fig, ax = _figure()
+    failed = np.array([ev.record is None or not ev.record.ok for ev in results], bool)
+    fig, ax = _figure(width=10.0, height=4.2)
+    fig.subplots_adjust(left=0.08, right=0.62, bottom=0.13, top=0.88)
     n = np.arange(1, len(values) + 1)
-    ax.scatter(n, values, s=6, color="0.65", label="evaluations", zorder=1)
+    ax.scatter(n[~failed], values[~failed], s=8, color="0.6", zorder=1,
+               label=f"evaluations ({int((~failed).sum())})")
     ax.step(n, best, where="post", color="tab:blue", linewidth=2, label="best so far",
             zorder=2)
     if baseline is not None and not math.isnan(baseline):
-        ax.axhline(baseline, color="tab:red", linestyle="--", linewidth=1,
-                   label=baseline_label)
-    for i, v, text in improvements[-annotate:]:
-        label = "\n".join(textwrap.wrap(text, 28)[:2])
-        ax.annotate(label, (i + 1, v), xytext=(6, -14), textcoords="offset points",
-                    fontsize=6, color="tab:blue")
+        ax.axhline(baseline, color="tab:red", linestyle="--", linewidth=1, zorder=0,
+                   label=f"{baseline_label} ({baseline:.4f})")
     finite = values[np.isfinite(values)]
+    lo, hi = (0.0, 1.0)
     if finite.size:
-        lo = np.percentile(finite, 10)
-        hi = finite.max()
-        ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
+        lo, hi = np.percentile(finite, 10), finite.max()
+        if baseline is not None and not math.isnan(baseline):
+            lo, hi = min(lo, baseline), max(hi, baseline)
+        pad = 0.08 * (hi - lo + 1e-9)
+        lo, hi = lo - pad, hi + pad
+        ax.set_ylim(lo, hi)
+    if failed.any():
+        ax.scatter(n[failed], np.full(int(failed.sum()), lo), marker="x", s=14,
+                   color="tab:red", clip_on=False, zorder=3,
+                   label=f"failed ({int(failed.sum())})")
+    shown = improvements[-annotate:]
+    lines = []
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for k, (i, v, text) in enumerate(shown, 1):
+        # the first offset whose box overlaps no number placed before (close improvements)
+        for dx, dy in ((0, 5), (9, 5), (0, 15), (9, 15), (-9, 15), (0, 25), (9, 25)):
+            note = ax.annotate(str(k), (i + 1, v), xytext=(dx, dy), textcoords="offset points",
+                               ha="center", va="bottom", fontsize=7, color="tab:blue",
+                               fontweight="bold")
+            box = note.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            note.remove()
+            note = None
+        if note is None:  # every offset taken: keep the last one rather than drop a number
+            note = ax.annotate(str(k), (i + 1, v), xytext=(0, 35), textcoords="offset points",
+                               ha="center", va="bottom", fontsize=7, color="tab:blue",
+                               fontweight="bold")
+            box = note.get_window_extent(renderer)
+        placed.append(box)
+        short = text if len(text) <= 44 else text[:41] + "..."
+        lines.append(f"{k}. {v:.4f} at #{i + 1}\n   {short}")
+    if lines:
+        fig.text(0.64, 0.88, "new bests\n\n" + "\n".join(lines), va="top", ha="left",
+                 fontsize=7, family="monospace")
     ax.set_xlabel("functions evaluated")
     ax.set_ylabel(metric.replace("_", " "))
-    ax.legend(loc="lower right", fontsize="small", frameon=False)
-    fig.tight_layout()
+    ax.legend(loc="lower right", fontsize="small", frameon=True, framealpha=0.9)
+    ax.set_title(title or f"search progress ({len(values)} candidates)", fontsize=10)
     if path is not None:
         fig.savefig(path)
     return fig
@@ -212,8 +248,11 @@ def write_report(store_path, out_dir=None, k=10, run="search", stream=None):
     paths = {"progress": os.path.join(out_dir, "progress.png"),
              "population": os.path.join(out_dir, "population.png"),
              "top_functions": os.path.join(out_dir, "top_functions.png")}
+    method = _find(config, "algorithm") or "search"
     plot_progress(results, paths["progress"], metric, baseline,
-                  baseline_label=label if baseline is not None else "ReLU")
+                  baseline_label=label if baseline is not None else "ReLU",
+                  title=f"{method}: {os.path.basename(store_path)} ({len(results)} "
+                        f"candidates)")
     window = int(_find(config, "population") or 64)
     threshold = _find(config, "threshold")
     plot_population(results, window, paths["population"], metric,

@@ -315,8 +315,11 @@ class ActivationSearch:
 
         self._require()
         baseline = next((m for t, m, *_ in self.comparison if t == ORIGINAL), None)
-        plot_progress(self.results(), path, self.objective, baseline,
-                      baseline_label="original activation")
+        results = self.results()
+        plot_progress(results, path, self.objective, baseline,
+                      baseline_label="original activation",
+                      title=f"{self.method} on {self.user_model.name}: "
+                            f"{os.path.basename(self.store)} ({len(results)} candidates)")
         return path
 
     def __repr__(self):
