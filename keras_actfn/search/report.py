@@ -181,9 +181,12 @@ def population_fitness(results, window, metric="validation_accuracy", threshold=
 
 
 def plot_population(results, window=64, path=None, metric="validation_accuracy",
-                    threshold=-math.inf):
+                    threshold=-math.inf, title=None):
+    """Quartiles and best of the ``window`` most recent valid functions after each
+    evaluation (PANGAEA's population; for other methods a sliding window of the same
+    size, and ``title`` should say so). The legend sits below the axes, off the band."""
     q = population_fitness(results, window, metric, threshold)
-    fig, ax = _figure()
+    fig, ax = _figure(height=4.6)
     n = np.arange(1, len(q) + 1)
     ax.fill_between(n, q[:, 0], q[:, 2], color="tab:green", alpha=0.25,
                     label="population 25-75%")
@@ -191,8 +194,10 @@ def plot_population(results, window=64, path=None, metric="validation_accuracy",
     ax.plot(n, q[:, 3], color="tab:blue", linewidth=1, label="population best")
     ax.set_xlabel("functions evaluated")
     ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(f"population: the {window} most recent valid functions", fontsize="small")
-    ax.legend(loc="lower right", fontsize="small", frameon=False)
+    ax.set_title(title or f"population: the {window} most recent valid functions",
+                 fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize="small",
+              frameon=False)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path)
@@ -248,15 +253,20 @@ def write_report(store_path, out_dir=None, k=10, run="search", stream=None):
     paths = {"progress": os.path.join(out_dir, "progress.png"),
              "population": os.path.join(out_dir, "population.png"),
              "top_functions": os.path.join(out_dir, "top_functions.png")}
-    method = _find(config, "algorithm") or "search"
+    method = (config or {}).get("algorithm") or "search"
+    if isinstance(method, dict):  # the run's config: {"algorithm": {algorithm config}, ...}
+        method = method.get("algorithm") or "search"
     plot_progress(results, paths["progress"], metric, baseline,
                   baseline_label=label if baseline is not None else "ReLU",
                   title=f"{method}: {os.path.basename(store_path)} ({len(results)} "
                         f"candidates)")
     window = int(_find(config, "population") or 64)
+    kept = {"pangaea": "PANGAEA's population", "cafe-evolution": "about one CAFE generation"}
+    population_title = (f"{method}: the {window} most recent valid functions ("
+                        f"{kept.get(method, f'a sliding window; {method} keeps no population')})")
     threshold = _find(config, "threshold")
-    plot_population(results, window, paths["population"], metric,
-                    threshold if threshold is not None else -math.inf)
+    plot_population(results, window, paths["population"], metric, title=population_title,
+                    threshold=threshold if threshold is not None else -math.inf)
     shapes = [r for r in rows if r["fn"] != ORIGINAL]
     if shapes:
         plot_top_shapes(shapes[: min(6, len(shapes))], paths["top_functions"])

@@ -422,7 +422,7 @@ class AquasurfSearch(SearchAlgorithm):
             candidates = {"candidates": "growing",
                           "source": self.source.describe() if hasattr(self.source, "describe")
                           else type(self.source).__name__}
-        return {"name": self.name, "regressor": self.regressor,
+        return {"algorithm": self.name, "regressor": self.regressor,
                 "start": self.start, "budget": self.budget, "seed": self.seed,
                 "metric": self.metric, "failure_fitness": self.failure_fitness,
                 "coords_dim": int(self.coords.shape[1]), **candidates, **self.context}
