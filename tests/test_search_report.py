@@ -140,3 +140,19 @@ def test_progress_plot_layout(searched):
     (panel,) = fig.texts
     assert panel.get_text().startswith("new bests")
     assert not panel.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+def test_top_shapes_plot_says_what_its_curves_and_numbers_are(searched):
+    from keras_actfn.search.report import plot_top_shapes
+
+    _, _, _, results = searched
+    rows = top_functions(results, 4)
+    fig = plot_top_shapes(rows, metric="validation_accuracy")
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "parameters at their initial value 1", "parameters drawn from U(0.5, 2)"]
+    for k, (ax, row) in enumerate(zip(fig.axes, rows), 1):
+        head, *body = ax.get_title().split("\n")
+        assert head.startswith(f"#{k}  validation accuracy {row['mean']:.4f}")
+        words = " ".join(body).replace(" ...", "").split()
+        assert words == row["fn"].split()[:len(words)]  # wrapped between terms only

@@ -204,8 +204,13 @@ def plot_population(results, window=64, path=None, metric="validation_accuracy",
     return fig
 
 
-def plot_top_shapes(rows, path=None, columns=3):
-    """The top functions' shapes (bold: parameters at 1; thin: parameters ~ U(0.5, 2))."""
+def plot_top_shapes(rows, path=None, columns=3, metric="validation_accuracy"):
+    """The top functions' shapes: blue at the initial parameters (every one 1), orange
+    with the parameters drawn from U(0.5, 2) (the shapes training can reach), as the
+    figure's legend says. Each panel is headed by its rank and ``metric`` (mean over its
+    runs), then the function, wrapped between terms (never inside a name)."""
+    from matplotlib.lines import Line2D
+
     from ..plots import plot_activation
 
     rows = list(rows)
@@ -216,16 +221,27 @@ def plot_top_shapes(rows, path=None, columns=3):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.0 * columns, 3.0 * lines), dpi=100)
+    fig = Figure(figsize=(4.2 * columns, 3.2 * lines + 0.5), dpi=100)
     FigureCanvasAgg(fig)
+    name = split_objective(metric)[0].replace("_", " ")
     for i, row in enumerate(rows):
         ax = fig.add_subplot(lines, columns, i + 1)
         plot_activation(row["fn"], ax=ax, param_samples=20)
-        ax.set_title("\n".join(textwrap.wrap(f"#{i + 1} ({row['mean']:.4f}) {row['fn']}",
-                                             40)[:3]), fontsize=7)
+        text = textwrap.wrap(row["fn"], 42, break_long_words=False, break_on_hyphens=False)
+        if len(text) > 2:
+            text = text[:2]
+            text[-1] += " ..."
+        runs = f" (n={row['runs']})" if row.get("runs", 1) > 1 else ""
+        ax.set_title("\n".join([f"#{i + 1}  {name} {row['mean']:.4f}{runs}", *text]),
+                     fontsize=7)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    fig.tight_layout()
+    fig.legend(handles=[Line2D([], [], color="tab:blue", linewidth=2.5,
+                               label="parameters at their initial value 1"),
+                        Line2D([], [], color="tab:orange", linewidth=0.8, alpha=0.6,
+                               label="parameters drawn from U(0.5, 2)")],
+               loc="lower center", ncol=2, fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     if path is not None:
         fig.savefig(path)
     return fig
@@ -269,7 +285,8 @@ def write_report(store_path, out_dir=None, k=10, run="search", stream=None):
                     threshold=threshold if threshold is not None else -math.inf)
     shapes = [r for r in rows if r["fn"] != ORIGINAL]
     if shapes:
-        plot_top_shapes(shapes[: min(6, len(shapes))], paths["top_functions"])
+        plot_top_shapes(shapes[: min(6, len(shapes))], paths["top_functions"],
+                        metric=metric)
     else:
         paths.pop("top_functions")
     text = [f"store: {store_path}  ({len(results)} finished evaluations)",
