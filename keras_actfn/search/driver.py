@@ -96,6 +96,8 @@ class SearchSummary:
         return self.best[0].record if self.best else None
 
     def __str__(self):
+        from ..expr.simplify import simplified_text
+
         c = self.counts
         lines = [f"search stopped ({self.stop_reason}) after {c['finished']} candidates: "
                  f"{c['evaluated']} evaluated, {c['reused']} reused, {c['failed']} failed "
@@ -105,7 +107,8 @@ class SearchSummary:
             for rank, ev in enumerate(self.best, 1):
                 value = getattr(ev.record, self.metric, None)
                 shown = "-" if value is None else f"{value:.4f}"
-                lines.append(f"{rank:>4}  {shown:>19}  {ev.record.runtime_s:>7.1f}s  {ev.text}")
+                lines.append(f"{rank:>4}  {shown:>19}  {ev.record.runtime_s:>7.1f}s  "
+                             f"{simplified_text(ev.text)}")
         return "\n".join(lines)
 
 

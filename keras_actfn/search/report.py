@@ -67,8 +67,11 @@ def top_functions(results, k=10, metric="validation_accuracy"):
 def format_top(rows, metric="validation_accuracy"):
     head = f"{'#':>3}  {'function':<50}  {metric + ' (mean ± std)':>32}  {'runtime':>8}"
     lines = [head, "-" * len(head)]
+    from ..expr.simplify import simplified_text
+
     for i, r in enumerate(rows, 1):
-        text = r["fn"] if len(r["fn"]) <= 50 else r["fn"][:47] + "..."
+        fn = simplified_text(r["fn"])  # for reading; the store keeps what was trained
+        text = fn if len(fn) <= 50 else fn[:47] + "..."
         spread = f" ± {r['std']:.4f}" if not math.isnan(r["std"]) else ""
         value = f"{r['mean']:.4f}{spread} (n={r['runs']})"
         lines.append(f"{i:>3}  {text:<50}  {value:>32}  {r['runtime_s']:>7.1f}s")
@@ -132,6 +135,8 @@ def plot_progress(results, path=None, metric="validation_accuracy", baseline=Non
         ax.scatter(n[failed], np.full(int(failed.sum()), lo), marker="x", s=14,
                    color="tab:red", clip_on=False, zorder=3,
                    label=f"failed ({int(failed.sum())})")
+    from ..expr.simplify import simplified_text
+
     shown = improvements[-annotate:]
     lines = []
     renderer = fig.canvas.get_renderer()
@@ -153,6 +158,7 @@ def plot_progress(results, path=None, metric="validation_accuracy", baseline=Non
                                fontweight="bold")
             box = note.get_window_extent(renderer)
         placed.append(box)
+        text = simplified_text(text)
         short = text if len(text) <= 44 else text[:41] + "..."
         lines.append(f"{k}. {v:.4f} at #{i + 1}\n   {short}")
     if lines:
@@ -211,6 +217,7 @@ def plot_top_shapes(rows, path=None, columns=3, metric="validation_accuracy"):
     runs), then the function, wrapped between terms (never inside a name)."""
     from matplotlib.lines import Line2D
 
+    from ..expr.simplify import simplified_text
     from ..plots import plot_activation
 
     rows = list(rows)
@@ -227,7 +234,8 @@ def plot_top_shapes(rows, path=None, columns=3, metric="validation_accuracy"):
     for i, row in enumerate(rows):
         ax = fig.add_subplot(lines, columns, i + 1)
         plot_activation(row["fn"], ax=ax, param_samples=20)
-        text = textwrap.wrap(row["fn"], 42, break_long_words=False, break_on_hyphens=False)
+        text = textwrap.wrap(simplified_text(row["fn"]), 42, break_long_words=False,
+                             break_on_hyphens=False)
         if len(text) > 2:
             text = text[:2]
             text[-1] += " ..."

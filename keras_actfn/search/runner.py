@@ -213,7 +213,9 @@ class ProgressLine:
         best_text = "-"
         if best is not None and best.ok:
             value = best.fitness(self.metric)
-            best_text = f"{abs(value):.4f}  {best.fn}"
+            from ..expr.simplify import simplified_text
+
+            best_text = f"{abs(value):.4f}  {simplified_text(best.fn)}"
         head = f"{self.label} " if self.label else ""
         remaining = ""
         if 0 < finished < self.budget:
@@ -305,7 +307,10 @@ def comparison_rows(rerank: Rerank, baseline: str):
 def format_comparison(rows, metric="validation_accuracy"):
     head = f"{'function':<48}  {metric:>22}  {'runs':>4}"
     lines = [head, "-" * len(head)]
+    from ..expr.simplify import simplified_text
+
     for text, mean, std, n, is_base in rows:
+        text = simplified_text(text)  # for reading; the store keeps what was trained
         shown = text if len(text) <= 46 else text[:43] + "..."
         tag = " (baseline)" if is_base else ""
         value = "failed" if math.isnan(mean) else (

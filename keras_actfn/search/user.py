@@ -75,7 +75,11 @@ class SearchResults(list):
             if rec.info.get("reused_from"):
                 status += " (reused)"
             # a GRAFS row is a search: its candidate is a seed, its record the function found
-            text = ev.text if rec.fn in (ev.text, "") else f"{rec.fn}  [{ev.text}]"
+            from ..expr.simplify import simplified_text
+
+            text = simplified_text(rec.fn or ev.text)  # for reading; stored as trained
+            if ev.text != rec.fn:
+                text = f"{text}  [{ev.text}]"
             lines.append(f"{i:>4}  {shown:>14}  {status:<18}  {rec.runtime_s:>7.1f}s  {text}")
         return "\n".join(lines)
 
