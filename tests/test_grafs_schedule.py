@@ -87,3 +87,33 @@ def test_every_start_and_end_drops_exactly_d_minus_6():
     for end in range(2, 80):
         for start in range(1, end + 1):
             assert sum(drop_schedule(110, 6, start, end).values()) == 104, (start, end)
+
+
+def test_operator_weight_plot_is_readable():
+    """Each panel names its position's role, its top operators are told apart by colour
+    and marker in a legend (the rest counted), and epochs tick as whole numbers."""
+    from keras_actfn.expr import ops
+    from keras_actfn.search.grafs.protocol import plot_operator_weights
+
+    rng = np.random.default_rng(0)
+    sizes = [len(ops.GRAFS_UNARY)] * 4 + [len(ops.GRAFS_BINARY)] * 2
+    history = []
+    for epoch in range(1, 8):
+        weights = [rng.dirichlet(np.ones(n) * epoch) for n in sizes]
+        history.append({"epoch": epoch, "weights": weights})
+    fig = plot_operator_weights(history, top=4)
+    fig.canvas.draw()
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith("u0: unary on x") and titles[-1].startswith("b1: binary")
+    for ax, n, p in zip(fig.axes, sizes, range(6)):
+        texts = [t.get_text() for t in ax.get_legend().get_texts()]
+        names = ops.GRAFS_UNARY if n == len(ops.GRAFS_UNARY) else ops.GRAFS_BINARY
+        last = history[-1]["weights"][p]
+        top = [names[k] for k in np.argsort(-last)[:4]]
+        assert [t.split(" (")[0] for t in texts[:4]] == top
+        assert texts[4] == f"{n - 4} other operators"
+        styled = [(line.get_color(), line.get_marker()) for line in ax.get_lines()
+                  if line.get_label() and not line.get_label().startswith("_")]
+        assert len(set(styled)) == 4
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 7]
+        assert ticks and all(float(t).is_integer() for t in ticks)

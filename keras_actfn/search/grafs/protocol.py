@@ -280,32 +280,57 @@ def format_table(rows, metric="validation accuracy"):
     return "\n".join(lines)
 
 
+#: what each cell position computes, f(x) = b1(u2(b0(u0(x), u1(x))), u3(x))
+_POSITION_ROLES = {"u0": "u0: unary on x (1st input of b0)",
+                   "u1": "u1: unary on x (2nd input of b0)",
+                   "u2": "u2: unary on b0's output", "u3": "u3: unary on x (2nd input of b1)",
+                   "b0": "b0: binary of u0, u1", "b1": "b1: binary of u2, u3 (the output)"}
+
+
 def plot_operator_weights(history, path=None, top=4):
-    """Expected operator weights over epochs, one panel per cell position; the ``top``
-    operators of each position's last epoch are labelled."""
+    """Expected operator weights over epochs, one panel per cell position (titled with
+    what the position computes in ``f(x) = b1(u2(b0(u0(x), u1(x))), u3(x))``). The ``top``
+    operators of each position's last epoch get their own colour, marker and legend entry;
+    the others are thin grey lines (counted in the legend); epochs are whole numbers."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     from ...expr import ops
     from .cell import POSITIONS, UNARY_POSITIONS
 
     epochs = [h["epoch"] for h in history]
-    fig = Figure(figsize=(12, 6), dpi=100)
+    styles = [("tab:blue", "o"), ("tab:orange", "s"), ("tab:green", "^"), ("tab:red", "D"),
+              ("tab:purple", "v"), ("tab:brown", "P"), ("tab:pink", "X"), ("tab:olive", "*")]
+    fig = Figure(figsize=(13, 7), dpi=100)
     FigureCanvasAgg(fig)
     for p, position in enumerate(POSITIONS):
         ax = fig.add_subplot(2, 3, p + 1)
         names = ops.GRAFS_UNARY if position in UNARY_POSITIONS else ops.GRAFS_BINARY
         weights = np.array([np.asarray(h["weights"][p], dtype=float) for h in history])
-        last = weights[-1]
-        labelled = set(np.argsort(-last)[:top])
-        for k in range(weights.shape[1]):
-            ax.plot(epochs, weights[:, k], linewidth=1.6 if k in labelled else 0.6,
-                    alpha=1.0 if k in labelled else 0.35,
-                    label=names[k] if k in labelled and k < len(names) else None)
-        ax.set_title(position, fontsize=9)
+        order = [int(k) for k in np.argsort(-weights[-1])]
+        shown = order[:min(top, len(styles))]
+        for k in order[len(shown):]:
+            ax.plot(epochs, weights[:, k], color="0.75", linewidth=0.6, zorder=1)
+        handles = []
+        for (color, marker), k in zip(styles, shown):
+            label = names[k] if k < len(names) else f"operator {k}"
+            line, = ax.plot(epochs, weights[:, k], color=color, marker=marker, markersize=4,
+                            linewidth=1.6, zorder=2, label=f"{label} ({weights[-1, k]:.2f})")
+            handles.append(line)
+        others = len(order) - len(shown)
+        if others:
+            handles.append(Line2D([], [], color="0.75", linewidth=0.6,
+                                  label=f"{others} other operators"))
+        ax.set_title(_POSITION_ROLES.get(position, position), fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
-        ax.set_ylabel("weight", fontsize=8)
-        ax.legend(fontsize=6, frameon=False, loc="upper left")
+        ax.set_ylabel("expected weight", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(handles=handles, fontsize=7, frameon=True, framealpha=0.85,
+                  loc="upper left")
+    fig.suptitle("GRAFS operator weights per cell position (final weight in brackets)",
+                 fontsize=10)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path)
