@@ -271,7 +271,8 @@ class AutoInitVisualizer:
 
         ax_mean.axhline(0.0, color="0.6", linewidth=0.8, linestyle="--", gid=GID_TARGET)
         ax_var.axhline(target, color="0.6", linewidth=0.8, linestyle="--", gid=GID_TARGET,
-                       label=f"target {target:g}")
+                       label=f"target {target:g}: variance AutoInit gives each filled "
+                             f"layer's pre-activation")
         big_mean = 0.0
         for init in INITS:
             colour = _COLOURS[init]
@@ -295,16 +296,39 @@ class AutoInitVisualizer:
         ax_var.set_yscale("log")
         ax_mean.set_ylabel("mean of layer output")
         ax_var.set_ylabel("variance of layer output")
+        names = [str(n) for n in result.get("layers", [])]
+        every = max(1, math.ceil(len(depth) / 24))  # at most ~24 names per axis
         for ax in (ax_mean, ax_var):
-            ax.set_xlabel("layer (topological order)")
             ax.set_xlim(0, max(len(depth), 1) + 1)
-        ax_var.legend(loc="best", fontsize="small", frameon=False)
+            if len(names) == len(depth):
+                ax.set_xticks(depth[::every])
+                ax.set_xticklabels([_short_name(n) for n in names[::every]], rotation=60,
+                                   ha="right", fontsize=6)
+                ax.set_xlabel("layer (topological order" + (
+                    f", every {every}th named)" if every > 1 else ")"))
+            else:
+                ax.set_xlabel("layer (topological order)")
+        from matplotlib.lines import Line2D
+
+        handles, _ = ax_var.get_legend_handles_labels()
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=3.5,
+                              color="0.3", label="filled: layers AutoInit initializes "
+                                                 "(output after their own activation)"))
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=3.5,
+                              markerfacecolor="none", markeredgecolor="0.3",
+                              label="hollow: other layers (activations, pooling...)"))
+        ax_var.legend(handles=handles, loc="best", fontsize="x-small", frameon=True,
+                      framealpha=0.85)
         if title:
             fig.suptitle(f"Signal propagation: {title}")
         fig.tight_layout()
         if path is not None:
             fig.savefig(path)
         return fig
+
+
+def _short_name(name, width=18):
+    return name if len(name) <= width else name[:width - 1] + "…"
 
 
 def _plottable(values, positive=False):
