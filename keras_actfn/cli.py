@@ -698,6 +698,11 @@ def search(args) -> int:
 
     Your own model: --model my_model.keras --data data.npz (or an image folder, a saved
     tf.data folder, tfds:NAME); --out best.keras saves the model with the best function."""
+    if args.executor == "ray":
+        from .search.executors import ray_available
+
+        if not ray_available():  # at the start, never after work
+            raise UsageError("--executor ray needs Ray: pip install 'keras_actfn[ray]'")
     if getattr(args, "list_presets", False):
         from .search.grafs.settings import format_presets
 

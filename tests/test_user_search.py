@@ -510,3 +510,16 @@ def test_cli_store_of_another_search_is_one_line(tmp_path, files, capsys):
     assert main(base[:-1] + ["--epochs", "2", "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "differing: evaluator.epochs" in err[0] and "--store" in err[0]
+
+
+def test_missing_ray_is_said_before_any_work(tmp_path, monkeypatch, files, capsys):
+    from keras_actfn.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(UserInputError, match=r"pip install 'keras_actfn\[ray\]'"):
+        ka.ActivationSearch(make_model(), executor="ray")
+    model_path, data_path = files
+    store = tmp_path / "r.db"
+    assert main(["search", "pangaea", "--model", model_path, "--data", data_path,
+                 "--executor", "ray", "--store", str(store)]) == 2
+    assert "needs Ray" in capsys.readouterr().err and not store.exists()

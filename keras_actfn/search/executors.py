@@ -32,6 +32,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -68,6 +69,15 @@ def _labels(evaluator) -> dict:
                 found[name] = getattr(value, "label", None) or getattr(value, "name", None) \
                     or (value if isinstance(value, str) else type(value).__name__)
     return {name: str(found.get(name, "")) for name in ("task", "model", "recipe")}
+
+
+def ray_available() -> bool:
+    """Whether ``import ray`` can work, without importing it (checked before any work)."""
+    import importlib.util
+
+    if "ray" in sys.modules:
+        return sys.modules["ray"] is not None
+    return importlib.util.find_spec("ray") is not None
 
 
 def _worker_label() -> str:

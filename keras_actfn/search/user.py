@@ -127,6 +127,8 @@ class ActivationSearch:
         if executor not in _EXECUTORS:
             raise UserInputError(f"executor must be one of inprocess, pool, ray; got "
                                  f"{executor!r}")
+        if executor == "ray":
+            _require_ray()
         for name, value, low in (("budget", budget, 1), ("workers", workers, 1),
                                  ("final_top", final_top, 1), ("final_seeds", final_seeds, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
@@ -329,6 +331,14 @@ class ActivationSearch:
     def __repr__(self):
         return (f"ActivationSearch(model={self.user_model.name!r}, method={self.method!r}, "
                 f"objective={self.objective!r}, budget={self.budget}, store={self.store!r})")
+
+
+def _require_ray():
+    """Fail at once, not after the checks and the data files, when Ray is missing."""
+    from .executors import ray_available
+
+    if not ray_available():
+        raise UserInputError("executor 'ray' needs Ray: pip install 'keras_actfn[ray]'")
 
 
 def _check_options(method, options):
