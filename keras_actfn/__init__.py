@@ -42,7 +42,7 @@ if "tensorflow" not in _sys.modules and (
 
 from .backend import describe as keras_description  # noqa: E402
 from .expr import (Expr, ParseError, evaluate, fingerprint, fingerprint_key,  # noqa: E402
-                   gaussian_moments, parse)
+                   gaussian_moments, parse, simplify)
 from .layers import CustomActivation  # noqa: E402
 from .layers.baselines import APL, PAU, SPLASH, PReLU, PSwish  # noqa: E402
 from .library import BASELINE_FUNCTIONS, DISCOVERED_FUNCTIONS  # noqa: E402
@@ -50,7 +50,7 @@ from .surgery import SurgeryError, find_activation_sites, replace_activations  #
 from . import models  # noqa: E402,F401 - registers the zoo's layers for .keras loading
 from .search.user import ActivationSearch  # noqa: E402
 
-__all__ = ["parse", "Expr", "ParseError", "evaluate", "fingerprint", "fingerprint_key",
+__all__ = ["parse", "simplify", "Expr", "ParseError", "evaluate", "fingerprint", "fingerprint_key",
            "gaussian_moments", "CustomActivation", "PReLU", "PSwish", "APL", "PAU", "SPLASH",
            "BASELINE_FUNCTIONS", "DISCOVERED_FUNCTIONS", "replace_activations",
            "find_activation_sites", "SurgeryError",

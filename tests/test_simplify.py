@@ -82,3 +82,10 @@ def test_simplified_text_passes_labels_through():
     assert simplified_text("original") == "original"
     assert simplified_text("grafs seed 3") == "grafs seed 3"
     assert simplified_text("x * 1") == "x"
+
+
+def test_displayed_constants_have_four_significant_digits():
+    text = "0.7312598623 * tanh(x) + 0.2687401377 * x * 1.0000000001"
+    assert simplified_text(text) == "0.7313 * tanh(x) + 0.2687 * x * 1"
+    full = simplified_text(text, digits=None)
+    assert parse(full) == simplify(text) and "0.7312598623" in full

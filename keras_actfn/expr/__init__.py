@@ -4,7 +4,9 @@ from . import ops
 from .graph import PARAM_NAMES, X, Apply, Const, Expr, Param, Var, evaluate, to_pretty, to_text
 from .parse import ArityError, ParseError, UnknownNameError, parse
 from .numeric import fingerprint, fingerprint_key, gaussian_moments
+from .simplify import simplified_text, simplify
 
 __all__ = ["ops", "X", "Apply", "Const", "Expr", "Param", "Var", "PARAM_NAMES", "evaluate",
            "to_pretty", "to_text", "parse", "ParseError", "UnknownNameError", "ArityError",
-           "fingerprint", "fingerprint_key", "gaussian_moments"]
+           "fingerprint", "fingerprint_key", "gaussian_moments", "simplify",
+           "simplified_text"]

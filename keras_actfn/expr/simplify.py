@@ -116,10 +116,19 @@ def simplify(expr) -> Expr:
     return node
 
 
-def simplified_text(text: str) -> str:
-    """``str(simplify(text))``, or ``text`` unchanged when it is not a function (a label
-    such as ``original``, text that does not parse)."""
+def simplified_text(text: str, digits: int | None = 4) -> str:
+    """What tables and plots show: ``str(simplify(text))`` with constants to ``digits``
+    significant digits (a GRAFS mixing weight 0.73125986... reads 0.7313; ``None``: full
+    precision). ``text`` unchanged when it is not a function (a label such as
+    ``original``, text that does not parse). For reading only: the store keeps the
+    function as trained, at full precision."""
+    from .graph import _map_leaves
+
     try:
-        return str(simplify(text))
+        node = simplify(text)
+        if digits is not None:
+            node = _map_leaves(node, lambda leaf: Const(float(f"{leaf.value:.{int(digits)}g}"))
+                               if isinstance(leaf, Const) else leaf)
+        return str(node)
     except Exception:  # noqa: BLE001 - display only: show what was stored
         return text
