@@ -13,8 +13,11 @@ from .cell import (BINARY_POSITIONS, POSITIONS, POSITIVE_MAPS, UNARY_POSITIONS, 
 from .engine import GrafsSeedEvaluator, GrafsSeeds, SurgeryModel, search_history, seed_label
 from .protocol import BASELINES, run_grafs
 from .schedule import drop_ops, drop_schedule, shrink_start, total_operations
+from .search import GrafsResult, grafs_search
+from .settings import PRESETS, get_preset
 
 __all__ = ["CellParameters", "SearchCell", "discretize", "export_activation", "POSITIONS",
            "UNARY_POSITIONS", "BINARY_POSITIONS", "POSITIVE_MAPS", "drop_schedule", "drop_ops",
            "shrink_start", "total_operations", "GrafsSeeds", "GrafsSeedEvaluator",
-           "SurgeryModel", "search_history", "seed_label", "run_grafs", "BASELINES"]
+           "SurgeryModel", "search_history", "seed_label", "run_grafs", "BASELINES",
+           "grafs_search", "GrafsResult", "get_preset", "PRESETS"]
