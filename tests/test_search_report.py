@@ -156,3 +156,17 @@ def test_top_shapes_plot_says_what_its_curves_and_numbers_are(searched):
         assert head.startswith(f"#{k}  validation accuracy {row['mean']:.4f}")
         words = " ".join(body).replace(" ...", "").split()
         assert words == row["fn"].split()[:len(words)]  # wrapped between terms only
+
+
+def test_population_plot_keeps_its_legend_off_the_band(searched):
+    from keras_actfn.search.report import plot_population
+
+    _, _, _, results = searched
+    fig = plot_population(results, window=8, title="pangaea: the 8 most recent valid")
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "population 25-75%", "population median", "population best"]
+    assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+    assert ax.get_title() == "pangaea: the 8 most recent valid"
