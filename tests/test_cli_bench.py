@@ -224,7 +224,12 @@ def test_build_limit_3_on_mnist1d(tmp_path, capsys):
     bench = load_benchmark(out)
     space = aquasurf_space("binary_unary_unary")
     labels = equivalence_classes(space)
+    from keras_actfn.cli import _relu_class
+
     reps = list(dict.fromkeys(int(v) for v in labels))[:3]
+    relu = _relu_class(space, labels)  # always kept: the replays start from ReLU
+    if relu not in reps:
+        reps = sorted(reps[:2] + [relu], key=lambda r: int(np.flatnonzero(labels == r)[0]))
     assert bench.functions == [space.text(r) for r in reps] == list(raw)
     for rep, name in zip(reps, bench.functions):
         row = bench.rows[name]
@@ -248,6 +253,10 @@ def test_build_limit_3_on_mnist1d(tmp_path, capsys):
         journal.select_run("benchmark")
         assert sum(1 for e in journal.evaluations() if e.is_finished) == 3
     assert "functions:   3" in printed
+    # the documented chain: the smoke table feeds a replay (which starts from ReLU)
+    assert main(["bench", "replay", str(out), "--methods", "random", "--trials", "2",
+                 "--budget", "3", "--out", str(tmp_path / "replay"), "-q"]) == 0
+    capsys.readouterr()
     # the same store with other settings: refused before anything is trained
     assert main(["bench", "build", "--limit", "2", "--epochs", "1", "--store", str(store),
                  "--out", str(tmp_path / "other.json"), "-q"]) == 2
