@@ -51,6 +51,16 @@ def test_smoke_search_on_mnist1d_cnn(task):
     # the original model is untouched and the found function drops into it
     fn = parse(result.function)
     assert str(fn) == result.function
+    # the export is the argmax cell simplified without folding: the same values everywhere
+    from keras_actfn.expr import evaluate
+    from keras_actfn.expr.simplify import simplify
+    from keras_actfn.search.grafs import discretize
+
+    cell = discretize(result.parameters)
+    assert fn == simplify(cell, fold=False) and fn.node_count <= cell.node_count
+    grid = np.linspace(-6, 6, 1201)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(evaluate(fn, grid), evaluate(cell, grid))
     parse(result.function_clipped)
     final = replace_activations(base, result.function, targets="relu")
     x = task.arrays("test")[0][:8].astype("float32")

@@ -89,3 +89,7 @@ def test_displayed_constants_have_four_significant_digits():
     assert simplified_text(text) == "0.7313 * tanh(x) + 0.2687 * x * 1"
     full = simplified_text(text, digits=None)
     assert parse(full) == simplify(text) and "0.7312598623" in full
+
+
+def test_without_folding_constants_stay():
+    assert str(simplify("x * (1 + 2) + left(x, 3)", fold=False)) == "x * (1 + 2) + x"

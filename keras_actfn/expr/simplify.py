@@ -57,7 +57,7 @@ def _fold(node: Apply) -> Expr:
     return Const(value) if np.isfinite(value) else node
 
 
-def _rewrite(node: Apply) -> Expr:
+def _rewrite(node: Apply, fold: bool = True) -> Expr:
     name, args = node.op.name, node.args
     if name == "identity":
         return args[0]
@@ -91,25 +91,30 @@ def _rewrite(node: Apply) -> Expr:
             return Apply("relu", a if _const(b, 0.0) else b)
         if name == "min" and (_const(b, 0.0) or _const(a, 0.0)):
             return Apply("min0", a if _const(b, 0.0) else b)
-    if all(isinstance(a, Const) for a in args):
+    if fold and all(isinstance(a, Const) for a in args):
         return _fold(node)
     return node
 
 
-def _simplify_once(node: Expr) -> Expr:
+def _simplify_once(node: Expr, fold: bool) -> Expr:
     if not isinstance(node, Apply):
         return node
-    new = node.with_args(*(_simplify_once(a) for a in node.args))
-    return _rewrite(new) if isinstance(new, Apply) else new
+    new = node.with_args(*(_simplify_once(a, fold) for a in node.args))
+    return _rewrite(new, fold) if isinstance(new, Apply) else new
 
 
-def simplify(expr) -> Expr:
-    """The simplified tree of ``expr`` (text or :class:`Expr`); see the module docstring."""
+def simplify(expr, fold: bool = True) -> Expr:
+    """The simplified tree of ``expr`` (text or :class:`Expr`); see the module docstring.
+
+    ``fold=False`` leaves constant subexpressions as they are: folding computes them once
+    in float64, while a float32 layer computes them in float32 (a last-bit difference), so
+    a function that will be *trained* (a GRAFS export) is simplified without folding and
+    computes exactly what the unsimplified one did."""
     from .parse import parse
 
     node = parse(expr) if isinstance(expr, str) else expr
     for _ in range(64):  # every pass shrinks the tree or stops
-        new = _simplify_once(node)
+        new = _simplify_once(node, fold)
         if new == node:
             return node
         node = new

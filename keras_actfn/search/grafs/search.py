@@ -37,6 +37,7 @@ import numpy as np
 
 from ...backend import keras, tf
 from ...expr import ops
+from ...expr.simplify import simplify
 from ...surgery import replace_activations
 from .cell import POSITIONS, CellParameters, SearchCell, discretize
 from .schedule import drop_schedule, shrink_start, total_operations
@@ -511,7 +512,11 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
                 f"valid {record['valid_loss']:.4f} dropped {dropped} left "
                 f"{record['operators_left']} f(x) = {record['argmax']}")
     traces += run_epoch.experimental_get_tracing_count() if run_epoch else 0
-    return GrafsResult(function=str(discretize(params)),
-                       function_clipped=str(discretize(params, clip=True)), parameters=params,
+    # the export without what cannot change a value (left/right's other input, min(f, f),
+    # x*1...): right(sinh(min(sinh(x), sinh(x))), sinh(x)) is sinh(x); no constant folding,
+    # so the trained function computes exactly what the argmax cell does
+    return GrafsResult(function=str(simplify(discretize(params), fold=False)),
+                       function_clipped=str(simplify(discretize(params, clip=True),
+                                                     fold=False)), parameters=params,
                        model=search_model, history=history,
                        seconds=time.perf_counter() - start_time, traces=traces)
