@@ -52,6 +52,16 @@ def _smoke(name, tmp_path):
         assert ev.record.epochs_run >= 1 or ev.record.reason == "overflow"
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
+#: the three heaviest smoke runs (35-45 s each: WRN-28-10, two ResNet-56) are kept out of
+#: the default run: every script's configuration resolves above (--dry-run), the same
+#: experiment path (search, journal, final comparison) runs below on WRN-10-4 and
+#: All-CNN-C, and tests/test_models_zoo.py runs every zoo model with a CustomActivation at
+#: every site (tests/test_autoinit_resnet.py AutoInit on the ResNets)
+_HEAVY = {"cafe_wrn28_10_cifar10", "pangaea_resnet_v1_56_cifar100",
+          "pangaea_resnet_v2_56_cifar100"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _HEAVY
+                                  else n for n in SCRIPTS])
 def test_smoke_runs(name, tmp_path):
     _smoke(name, tmp_path)
