@@ -297,6 +297,8 @@ def test_grafs_seeds_state_round_trip():
 
 
 # --------------------------------------------------------------------------- process pool
+@pytest.mark.slow  # 11-17 s; the pickled evaluator is tested above, the pool itself by
+# tests/test_search_driver.py and tests/test_user_search.py (user-model workers)
 def test_seeds_run_one_per_worker_on_a_process_pool(uninterrupted, tmp_path):
     _, expected, _ = uninterrupted
     store = tmp_path / "pool.db"
