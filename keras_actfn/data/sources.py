@@ -195,6 +195,7 @@ class StreamSplit(Split):
         fingerprint = self.fingerprint()
         path = os.path.join(directory, f"{name}_{_digest(fingerprint)}.tfdata")
         if not os.path.isdir(path):
+            os.makedirs(directory, exist_ok=True)
             # Dataset.save streams element by element to sharded files: no copy in memory
             tmp = path + ".part"
             self.ds.save(tmp)
