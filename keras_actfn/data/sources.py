@@ -21,6 +21,7 @@ What a split must guarantee:
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import os
@@ -55,7 +56,7 @@ def _spec_text(spec) -> str:
     return str(tf.nest.map_structure(lambda s: (tuple(s.shape), s.dtype.name), spec))
 
 
-class Split:
+class Split(abc.ABC):
     """One split's source. ``dataset(batch_size, shuffle, seed)`` returns batches of
     ``(x, y)``; ``batched`` says whether the source yields batches itself (then
     ``batch_size`` does not apply, as in ``fit``)."""
@@ -63,11 +64,13 @@ class Split:
     kind = "split"
     batched = False
 
+    @abc.abstractmethod
     def dataset(self, batch_size, shuffle=False, seed=0):
-        raise NotImplementedError  # every concrete split below defines it
+        """A fresh batched ``tf.data.Dataset`` of ``(x, y)`` for one run."""
 
+    @abc.abstractmethod
     def fingerprint(self) -> dict:
-        raise NotImplementedError  # every concrete split below defines it
+        """JSON-safe identity of the content (what a resumed search must match)."""
 
     def portable(self, directory: str, name: str) -> "Split":
         """A picklable split for other processes (``self`` when it already is one)."""
