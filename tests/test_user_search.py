@@ -20,7 +20,8 @@ from keras_actfn.train.user_model import ORIGINAL, UserEvaluator, UserInputError
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from user_models import make_data, make_model  # noqa: E402
+from user_models import (assert_reloads_with, custom_functions, make_data,  # noqa: E402
+                         make_model)
 
 FIT = {"epochs": 1, "batch_size": 64}
 
@@ -149,14 +150,7 @@ def test_final_comparison_best_model_and_plot(tmp_path, data):
             assert mean == pytest.approx(np.mean(values)) and n == len(values)
     assert "original activation (baseline)" in search.format_comparison()
     best = search.best_model()
-    path = tmp_path / "best.keras"
-    best.save(path)
-    loaded = keras.models.load_model(path)
-    fns = {str(layer.activation.fn) for layer in loaded.layers
-           if isinstance(getattr(layer, "activation", None), ka.CustomActivation)}
-    assert fns == {search.best_function}
-    np.testing.assert_allclose(loaded.predict(xv[:8], verbose=0),
-                               best.predict(xv[:8], verbose=0), atol=1e-6)
+    assert_reloads_with(best, search.best_function, tmp_path / "best.keras", xv[:8])
     png = search.plot(str(tmp_path / "progress.png"))
     assert os.path.getsize(png) > 1000
 
@@ -399,9 +393,7 @@ def test_cli_searches_a_model_file(tmp_path, files, capsys, method, flags):
         assert config.get("kind") == "user_model" or "grafs" in str(config)
         journal.select_run("final")
         assert {ev.text for ev in journal.results()} == {ORIGINAL, best}
-    loaded = keras.models.load_model(out)
-    assert {str(layer.activation.fn) for layer in loaded.layers
-            if isinstance(getattr(layer, "activation", None), ka.CustomActivation)} == {best}
+    assert custom_functions(keras.models.load_model(out)) == {best}
 
 
 def test_cli_bad_user_input_is_one_line(tmp_path, files, capsys):

@@ -31,3 +31,21 @@ def make_model(width=8, name="user_net", compile=True, hidden="relu"):
         model.compile(optimizer=keras.optimizers.Adam(0.01),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def custom_functions(model):
+    """The function texts of the model's CustomActivation ``activation=`` arguments."""
+    from keras_actfn import CustomActivation
+
+    return {str(layer.activation.fn) for layer in model.layers
+            if isinstance(getattr(layer, "activation", None), CustomActivation)}
+
+
+def assert_reloads_with(model, function, path, x):
+    """``model`` saves to ``path`` and loads back (no custom_objects) holding ``function``
+    at its swapped sites and predicting the same outputs on ``x``."""
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert custom_functions(loaded) == {function}
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)

@@ -8,7 +8,7 @@ import keras_actfn as ka
 from keras_actfn import backend
 from keras_actfn.backend import keras
 from keras_actfn.train.user_model import ORIGINAL, UserInputError
-from user_models import make_data, make_model
+from user_models import assert_reloads_with, make_data, make_model
 
 
 def test_legacy_keras_is_active():
@@ -35,14 +35,7 @@ def test_search_best_model_and_reload(tmp_path, data):
     assert {ev.text for ev in search.results("final")} == {ORIGINAL, search.best_function}
     best = search.best_model()
     assert type(best.optimizer).__name__ == "Adam"
-    path = str(tmp_path / "best.keras")
-    best.save(path)
-    loaded = keras.models.load_model(path)
-    fns = {str(layer.activation.fn) for layer in loaded.layers
-           if isinstance(getattr(layer, "activation", None), ka.CustomActivation)}
-    assert fns == {search.best_function}
-    np.testing.assert_allclose(loaded.predict(xv[:4], verbose=0),
-                               best.predict(xv[:4], verbose=0), atol=1e-6)
+    assert_reloads_with(best, search.best_function, str(tmp_path / "best.keras"), xv[:4])
 
 
 def test_bad_labels_are_named(tmp_path, data):
