@@ -6,7 +6,6 @@ import pytest
 
 import keras_actfn as ka
 from keras_actfn import backend
-from keras_actfn.backend import keras
 from keras_actfn.train.user_model import ORIGINAL, UserInputError
 from user_models import assert_reloads_with, make_data, make_model
 
