@@ -6,20 +6,69 @@ Quick tour::
     f = ka.parse("alpha*x - log(sigmoid(beta*x))")      # an activation function is a value
     layer = ka.CustomActivation(f, param_shape="per-channel")
     model2 = ka.replace_activations(model, "max(swish(x), 0)")   # swap a model's ReLUs
+
+Importing the package as a library loads TensorFlow and registers the package's Keras
+layers, so ``keras.models.load_model`` finds them without ``custom_objects``. The
+``keras-actfn`` command imports nothing heavy until a sub-command needs it (``--help``
+answers in a fraction of a second); the exports below resolve lazily there.
 """
 
 __version__ = "0.1.0"
 
-import os as _os  # noqa: E402
-import sys as _sys  # noqa: E402
+import importlib as _importlib
+import os as _os
+import sys as _sys
+
+#: public name -> the module (relative to this package) that defines it
+_EXPORTS = {
+    "Expr": ".expr", "ParseError": ".expr", "evaluate": ".expr", "fingerprint": ".expr",
+    "fingerprint_key": ".expr", "gaussian_moments": ".expr", "parse": ".expr",
+    "simplify": ".expr",
+    "CustomActivation": ".layers",
+    "APL": ".layers.baselines", "PAU": ".layers.baselines", "SPLASH": ".layers.baselines",
+    "PReLU": ".layers.baselines", "PSwish": ".layers.baselines",
+    "BASELINE_FUNCTIONS": ".library", "DISCOVERED_FUNCTIONS": ".library",
+    "SurgeryError": ".surgery", "find_activation_sites": ".surgery",
+    "replace_activations": ".surgery",
+    "ActivationSearch": ".search.user",
+    "keras_description": (".backend", "describe"),
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name):
+    """Resolve an export on first use (PEP 562) and cache it in the module."""
+    where = _EXPORTS.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = where if isinstance(where, tuple) else (where, name)
+    value = getattr(_importlib.import_module(module, __name__), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+def load_all():
+    """Import every export now: registers the package's Keras layers (CustomActivation,
+    the baselines, the model zoo's layers) for ``.keras`` loading."""
+    for name in _EXPORTS:
+        __getattr__(name)
+    _importlib.import_module(".models", __name__)
 
 
 def _start_tensorflow_quietly():
-    """The command line: import TensorFlow and let it find its devices with the native
+    """For the command line: import TensorFlow and let it find its devices with the native
     stderr pointed at /dev/null. TensorFlow >= 2.16 prints its start-up notices (oneDNN,
     CUDA stubs, cuInit on a machine without a GPU) before its log level applies, so no
     environment variable hides them; they are not the user's business. Python errors
     still surface (the descriptor is restored before anything is raised further)."""
+    if "tensorflow" in _sys.modules:
+        return
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _sys.stderr.flush()
     saved = _os.dup(2)
     devnull = _os.open(_os.devnull, _os.O_WRONLY)
@@ -34,24 +83,12 @@ def _start_tensorflow_quietly():
         _os.close(saved)
 
 
-if "tensorflow" not in _sys.modules and (
-        _os.path.basename(_sys.argv[0] or "").startswith("keras-actfn")
-        or (_sys.argv and _sys.argv[0] == "-m")):  # `python -m keras_actfn` imports us first
-    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _start_tensorflow_quietly()
+def _started_by_command_line() -> bool:
+    """True when this import is the ``keras-actfn`` entry point or ``python -m keras_actfn``
+    (which imports the package with ``sys.argv[0] == "-m"``)."""
+    argv0 = _sys.argv[0] if _sys.argv else ""
+    return _os.path.basename(argv0 or "").startswith("keras-actfn") or argv0 == "-m"
 
-from .backend import describe as keras_description  # noqa: E402
-from .expr import (Expr, ParseError, evaluate, fingerprint, fingerprint_key,  # noqa: E402
-                   gaussian_moments, parse, simplify)
-from .layers import CustomActivation  # noqa: E402
-from .layers.baselines import APL, PAU, SPLASH, PReLU, PSwish  # noqa: E402
-from .library import BASELINE_FUNCTIONS, DISCOVERED_FUNCTIONS  # noqa: E402
-from .surgery import SurgeryError, find_activation_sites, replace_activations  # noqa: E402
-from . import models  # noqa: E402,F401 - registers the zoo's layers for .keras loading
-from .search.user import ActivationSearch  # noqa: E402
 
-__all__ = ["parse", "simplify", "Expr", "ParseError", "evaluate", "fingerprint", "fingerprint_key",
-           "gaussian_moments", "CustomActivation", "PReLU", "PSwish", "APL", "PAU", "SPLASH",
-           "BASELINE_FUNCTIONS", "DISCOVERED_FUNCTIONS", "replace_activations",
-           "find_activation_sites", "SurgeryError",
-           "ActivationSearch", "keras_description", "__version__"]
+if not _started_by_command_line():
+    load_all()

@@ -93,6 +93,10 @@ def main(argv=None) -> int:
             _unknown_arguments(parser, args, extra)
     except SystemExit as stop:  # --help, --version, usage errors
         return _exit_code(stop.code)
+    from . import _start_tensorflow_quietly, load_all
+
+    _start_tensorflow_quietly()   # parsing and --help never import TensorFlow
+    load_all()                    # registers our Keras layers for the models a command loads
     from .expr import ParseError
 
     try:
@@ -106,6 +110,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `keras-actfn ... | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # so the interpreter's final flush is quiet
+        os.close(devnull)
+        return EXIT_FAILURE
     except Exception as err:  # noqa: BLE001 - the user's errors in one line, our bugs loud
         from .errors import user_error_message
 
