@@ -1,14 +1,17 @@
 """Every Python block of README.md and docs/: it parses, every keras_actfn name it imports
-or reads exists, and the blocks that run in seconds on this machine run as written.
+or reads exists, and it runs as written.
 
-A block is run unless :data:`NOT_RUN` names it (by file and a phrase of its first line)
-with the reason: data that is not on a machine without internet (CIFAR), a user's own
-model and data the block stands for, or minutes of training. Those are still checked for
-syntax and for every import path and ``ka.NAME`` they use (a renamed or removed API fails
-here)."""
+Blocks that stand for the reader's own model and data run with a stand-in
+(:data:`STAND_INS`): a few lines defining ``model``, ``x_train``... with a small Keras model
+and synthetic data, and the sizes (budget, epochs) cut by exact text substitutions that
+must each match once, so a changed block fails here instead of drifting. Only blocks that
+need data a machine without internet does not have (CIFAR through tensorflow-datasets)
+are not run (:data:`NOT_RUN`, with the reason); they are still checked for syntax and for
+every import path and ``ka.NAME`` they use (a renamed or removed API fails here)."""
 
 import ast
 import importlib
+import os
 import re
 import runpy
 from pathlib import Path
@@ -20,20 +23,91 @@ FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 #: (file, phrase of the block's first code line) -> why it is checked but not run
 NOT_RUN = {
-    ("README.md", "import keras_actfn as ka\n\nmodel = build_my_model()"):
-        "stands for the user's own model and data; tests/test_user_search.py runs it",
-    ("docs/autoinit.md", "from keras_actfn.autoinit import AutoInit"):
-        "initializes the reader's `model`; the README tour runs AutoInit",
     ("docs/data.md", "from keras_actfn.data import load_task"):
         "CIFAR-10 from a local tensorflow-datasets folder",
-    ("docs/data.md", "task = load_task(\"text\""):
-        "a text corpus file of the reader's",
-    ("docs/evaluation.md", "from keras_actfn.train import evaluate_activation"):
-        "trains for minutes and on CIFAR-100 (GPU)",
-    ("docs/index.md", "from keras_actfn import replace_activations"):
-        "operates on the reader's `model`; the README tour runs replace_activations",
-    ("docs/search.md", "search = ka.ActivationSearch(model, method=\"aquasurf\""):
-        "searches the reader's model and data for minutes",
+    ("docs/evaluation.md", "evaluate_activation(\"relu\", recipe=\"pangaea_resnet"):
+        "CIFAR-100 and CIFAR-10 recipes (tensorflow-datasets data, minutes of training)",
+}
+
+_USER_MODEL = """
+import numpy as np
+import sys
+sys.path.insert(0, {tests!r})
+from user_models import make_data, make_model
+x, y = make_data(n=192)
+x_train, y_train, x_val, y_val = x[:128], y[:128], x[128:], y[128:]
+build_my_model = lambda: make_model(compile=False)
+model = make_model()
+"""
+
+
+def _npz_setup():
+    return _USER_MODEL + (
+        "np.savez('data.npz', x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)\n")
+
+
+_TEXT_FILES = """
+story = "Tom had a red ball. He gave it to Sue. They played in the sun all day.\\n"
+open("corpus.txt", "w").write(story * 40)
+open("TinyStoriesV2-GPT4-valid.txt", "w").write((story + "<|endoftext|>\\n") * 40)
+"""
+
+
+def _check_user_search(ns):
+    from keras_actfn import parse
+
+    assert len(ns["search"].results()) == 3
+    parse(ns["search"].best_function)                     # a function text, not a label
+    assert os.path.getsize("best.keras") > 0 and os.path.getsize("progress.png") > 0
+
+
+def _check_autoinit(ns):
+    import numpy as np
+
+    # an estimate for every weighted layer (the numbers are checked in test_autoinit_*)
+    estimates = ns["estimates"]
+    assert {layer.name for layer in ns["model"].layers if layer.weights} <= set(estimates)
+    assert all(np.isfinite(m.var) for m in estimates.values())
+
+
+def _check_replace(ns):
+    from keras_actfn import CustomActivation
+
+    swapped = [layer for layer in ns["new_model"].layers
+               if isinstance(getattr(layer, "activation", None), CustomActivation)]
+    assert len(swapped) == 2 and str(swapped[0].activation.fn) == "max(swish(x), 0)"
+
+
+def _check_text(ns):
+    assert ns["x"].shape[1] == 128 and ns["x"].dtype == "int32"
+    assert (ns["y"][:, :-1] == ns["x"][:, 1:]).all()      # y is x shifted by one token
+
+
+def _check_aquasurf_and_grafs(ns):
+    assert len(ns["search"].results()) == 2
+
+
+#: (file, phrase of the first line) -> (setup code, [(text in the block, replacement)], check)
+STAND_INS = {
+    ("README.md", "import keras_actfn as ka\n\nmodel = build_my_model()"): (
+        _USER_MODEL,
+        [("budget=60,", "budget=3, final_top=1, final_seeds=1,"), ("epochs=5", "epochs=1")],
+        _check_user_search),
+    ("docs/autoinit.md", "from keras_actfn.autoinit import AutoInit"): (
+        _USER_MODEL, [], _check_autoinit),
+    ("docs/index.md", "from keras_actfn import replace_activations"): (
+        _USER_MODEL, [], _check_replace),
+    ("docs/data.md", "task = load_task(\"text\""): (
+        "from keras_actfn.data import load_task\n" + _TEXT_FILES, [], _check_text),
+    ("docs/search.md", "search = ka.ActivationSearch(model, method=\"aquasurf\""): (
+        "import keras_actfn as ka\n" + _npz_setup(),
+        [("budget=40, fim_limit=300,", "budget=2, fim_limit=24, fim_batch=32, final_top=1, "
+          "final_seeds=0,"),
+         ('executor="pool", workers=2', 'executor="inprocess"'),
+         ("epochs=5", "epochs=1"),
+         ("budget=3,   # 3 seeds", "budget=1, final_top=1, final_seeds=0,"),
+         ("epochs=10", "epochs=2")],
+        _check_aquasurf_and_grafs),
 }
 
 
@@ -48,10 +122,10 @@ def _blocks():
 BLOCKS = list(_blocks())
 
 
-def _reason(name, code):
-    for (file, phrase), why in NOT_RUN.items():
+def _entry(table, name, code):
+    for (file, phrase), value in table.items():
         if file == name and code.startswith(phrase):
-            return why
+            return value
     return None
 
 
@@ -79,7 +153,7 @@ def _check_names(tree, where):
 def test_the_docs_have_python_blocks():
     assert len(BLOCKS) >= 10
     named = {(name, code.split("\n")[0]) for name, _, code in BLOCKS}
-    for file, phrase in NOT_RUN:  # every exception still points at a block
+    for file, phrase in [*NOT_RUN, *STAND_INS]:  # every exception still points at a block
         assert any(name == file and code.startswith(phrase) for name, _, code in BLOCKS), \
             (file, phrase, named)
 
@@ -90,14 +164,20 @@ def test_block(name, line, code, tmp_path, monkeypatch):
     where = f"{name}:{line}"
     tree = ast.parse(code, filename=where)  # a syntax error fails here
     _check_names(tree, where)
-    if _reason(name, code) is not None:
+    if _entry(NOT_RUN, name, code) is not None:
         return
+    setup, substitutions, check = _entry(STAND_INS, name, code) or ("", [], None)
+    for old, new in substitutions:
+        assert code.count(old) == 1, f"{where}: the stand-in expects {old!r} once in the block"
+        code = code.replace(old, new)
     # run as a script of its own (our repository's docs, like scripts/), in a scratch
     # folder: blocks that save files write them there
     script = tmp_path / f"{Path(name).stem}_{line}.py"
-    script.write_text(code, encoding="utf-8")
+    script.write_text(setup.format(tests=str(ROOT / "tests")) + code, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(script), run_name="__doc_block__")
+    namespace = runpy.run_path(str(script), run_name="__doc_block__")
+    if check is not None:
+        check(namespace)
 
 
 def _resolve(dotted):
