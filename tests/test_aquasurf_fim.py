@@ -427,18 +427,43 @@ def test_separable_conv_two_blocks(cls, shape, kw):
 
 
 def _onehot_transpose_rows(layer, x, out_spatial):
-    """Independent ⟦A⟧ of a transposed convolution: TF's conv_transpose op applied to one-hot
-    kernels (one output channel per (tap, input channel) coordinate)."""
-    ks = tuple(layer.kernel_size)
-    j = int(x.shape[-1])
-    coords = list(itertools.product(*[range(k) for k in ks], range(j)))
-    kernel = np.zeros(ks + (len(coords), j), np.float32)      # (*k, out, in) as Keras stores it
-    for i, c in enumerate(coords):
-        kernel[c[:-1] + (i, c[-1])] = 1.0
-    out = tf.nn.conv_transpose(tf.constant(x), kernel, [x.shape[0], *out_spatial, len(coords)],
-                               strides=list(layer.strides), padding=layer.padding.upper(),
-                               dilations=list(layer.dilation_rate)).numpy()
-    return out.reshape(x.shape[0], -1, len(coords))
+    """Independent ⟦A⟧ of a transposed convolution, in NumPy from the definition: input
+    position p with tap t lands on output position p·stride + t·dilation − pad, where pad is
+    the leading padding of the forward convolution whose gradient the layer computes (0 for
+    "valid"; for "same" half of the total, rounded down). Row (output position) holds the
+    input vector under column block (tap, input channel). NumPy, not TensorFlow's op: some
+    CPU builds of TensorFlow (oneDNN off) have no dilated transposed convolution."""
+    ks = tuple(int(k) for k in layer.kernel_size)
+    strides = tuple(int(s) for s in layer.strides)
+    dil = tuple(int(d) for d in layer.dilation_rate)
+    m, *in_spatial, j = x.shape
+    pads = []
+    for n, o, k, s, d in zip(in_spatial, out_spatial, ks, strides, dil):
+        total = max((n - 1) * s + (k - 1) * d + 1 - o, 0) if layer.padding == "same" else 0
+        pads.append(total // 2)
+    taps = list(itertools.product(*[range(k) for k in ks]))
+    rows = np.zeros((m, *out_spatial, len(taps), j), np.float32)
+    for p in itertools.product(*[range(n) for n in in_spatial]):
+        for ti, t in enumerate(taps):
+            o = tuple(pi * s + tj * d - pad
+                      for pi, tj, s, d, pad in zip(p, t, strides, dil, pads))
+            if all(0 <= oi < size for oi, size in zip(o, out_spatial)):
+                rows[(slice(None), *o, ti)] += x[(slice(None), *p)]
+    return rows.reshape(m, -1, len(taps) * j)
+
+
+def _platform_lacks_dilated_transpose(layer, x):
+    """True when this TensorFlow build cannot run the layer at all (CPU kernels without
+    oneDNN refuse dilated transposed convolutions)."""
+    if max(int(d) for d in layer.dilation_rate) == 1:
+        return False
+    try:
+        layer(x)
+    except tf.errors.InvalidArgumentError as err:
+        if "dilation rates larger than 1" in str(err):
+            return True
+        raise
+    return False
 
 
 @pytest.mark.parametrize("cls,shape,kw", [
@@ -464,6 +489,11 @@ def test_conv_transpose_factors_match_onehot_reference(cls, shape, kw):
     y = rng.integers(0, 4, size=m)
     out_spatial = tuple(int(v) for v in h.shape[1:-1])
     rows = _onehot_transpose_rows(layer, x, out_spatial)               # (M, T, |Δ|·J)
+    if _platform_lacks_dilated_transpose(layer, x):
+        # nothing can run this layer here; the FIM says so instead of returning numbers
+        with pytest.raises(tf.errors.InvalidArgumentError, match="dilation rates"):
+            fisher_eigenvalues(model, x, np.zeros(m, int), labels="data")
+        return
     t = rows.shape[1]
     # the expansion reproduces the layer: ⟦A⟧ · W = its pre-activation output
     j = shape[-1]
