@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -59,12 +60,103 @@ _ALIASES = {"three_node": ("binary_unary_unary",), "benchmark": ("binary_unary_u
 
 KEY_DECIMALS = 5  # fingerprint_key's default rounding
 
+#: the four unary operators the original AQuaSurF code (``aquasurf/activation.py``) has
+#: beyond Table A.3's 27: ELiSH, Leaky ReLU (slope 0.01), Mish and GELU (exact, erf form)
+ORIGINAL_EXTRA_UNARY = ("elish", "leaky_relu", "mish", "gelu")
+#: the original code's 31 unary operators (Table A.3's 27, then the four above)
+ORIGINAL_UNARY = tuple(_ops.AQUASURF_UNARY) + ORIGINAL_EXTRA_UNARY
+#: operator sets by name: ``{"unary", "binary", "nary"}`` for :class:`AquasurfSpace`
+OPERATOR_SETS = {
+    "table_a3": {"unary": tuple(_ops.AQUASURF_UNARY), "binary": tuple(_ops.AQUASURF_BINARY),
+                 "nary": tuple(_ops.AQUASURF_NARY)},
+    "original": {"unary": ORIGINAL_UNARY, "binary": tuple(_ops.AQUASURF_BINARY),
+                 "nary": tuple(_ops.AQUASURF_NARY)},
+}
 
-def _schema_text(tree) -> str:
+_SLOT_WORDS = {"unary": "U", "binary": "B", "n-ary": "N", "nary": "N", "n_ary": "N"}
+
+
+def parse_schema(text: str):
+    """A schema string as the original AQuaSurF writes it -- ``'unary(unary(x))'``,
+    ``'binary(unary(x),unary(x))'``, ``'n-ary(unary(x),unary(x),unary(x))'``, any depth --
+    as a schema tree (``("U", child)``, ``("B", a, b)``, ``("N", a, b, ...)``, ``"x"``).
+
+    ``unary`` takes one input, ``binary`` two, ``n-ary`` two or more (ordered, as every
+    argument order counts). A registered operator name is a fixed node
+    (``'add(unary(x),x)'``: a slot with that one operator). Raises ``ValueError`` naming
+    the position of the first mistake.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a schema must be a string, got {type(text).__name__}")
+    tokens = [(m.group(0), m.start()) for m in re.finditer(r"[A-Za-z_][A-Za-z0-9_-]*|\S",
+                                                            text)]
+    pos = 0
+
+    def fail(message, at=None):
+        where = len(text) if at is None else at
+        raise ValueError(f"schema {text!r}, position {where}: {message}")
+
+    def peek():
+        return tokens[pos] if pos < len(tokens) else (None, len(text))
+
+    def node():
+        nonlocal pos
+        word, at = peek()
+        if word is None:
+            fail("the schema ends early")
+        pos += 1
+        if word == "x":
+            return "x"
+        if word in _SLOT_WORDS:
+            kind = _SLOT_WORDS[word]
+            op = None
+        else:
+            try:
+                op = _ops.get(word)
+            except KeyError:
+                fail(f"{word!r} is neither unary, binary, n-ary, x nor an operator name", at)
+            kind = "=" + op.name
+        if peek()[0] != "(":
+            fail(f"{word!r} needs its inputs in parentheses", peek()[1])
+        pos += 1
+        children = [node()]
+        while peek()[0] == ",":
+            pos += 1
+            children.append(node())
+        if peek()[0] != ")":
+            fail("expected ',' or ')'", peek()[1])
+        pos += 1
+        n = len(children)
+        if kind == "U" and n != 1 or kind == "B" and n != 2 or kind == "N" and n < 2:
+            need = {"U": "one input", "B": "two inputs", "N": "two or more inputs"}[kind]
+            fail(f"{word} takes {need}, got {n}", at)
+        if op is not None and not op.accepts(n):
+            fail(f"operator {op.name!r} takes {op.arity_text} input(s), got {n}", at)
+        return (kind, *children)
+
+    tree = node()
+    if pos != len(tokens):
+        fail(f"unexpected {tokens[pos][0]!r} after the schema", tokens[pos][1])
+    return tree
+
+
+def _resolve_schema(schema):
+    """``(name, tree)`` of a schema name of :data:`SCHEMAS` or a schema string."""
+    if schema in SCHEMAS:
+        return schema, SCHEMAS[schema]
+    if isinstance(schema, str) and "(" in schema:
+        tree = parse_schema(schema)
+        return _schema_text(tree, compact=True), tree
+    return None, None
+
+
+def _schema_text(tree, compact: bool = False) -> str:
     if tree == "x":
         return "x"
-    word = {"U": "unary", "B": "binary", "N": "n-ary"}[tree[0]]
-    return f"{word}({', '.join(_schema_text(c) for c in tree[1:])})"
+    kind = tree[0]
+    word = kind[1:] if kind.startswith("=") else {"U": "unary", "B": "binary", "N": "n-ary"}[kind]
+    sep = "," if compact else ", "
+    return f"{word}({sep.join(_schema_text(c, compact) for c in tree[1:])})"
 
 
 def _slots(tree, out=None) -> list:
@@ -80,6 +172,10 @@ def _slots(tree, out=None) -> list:
 class AquasurfSpace:
     """A union of schemas over Table A.3's operators; see the module docstring.
 
+    ``schemas``: names of :data:`SCHEMAS`, ``"three_node"`` / ``"four_node"``, or schema
+    strings in the original AQuaSurF form (``"binary(unary(x),unary(x))"``, any depth; see
+    :func:`parse_schema`), one or several.
+
     ``len(space)`` and :meth:`size` count members; :meth:`text` / :meth:`expr` give member
     ``index``; :meth:`batches` streams ``(start, outputs)`` chunks; :meth:`keys` the
     de-duplication keys; :func:`unique_functions` one representative per class.
@@ -91,21 +187,28 @@ class AquasurfSpace:
                  binary=_ops.AQUASURF_BINARY, nary=_ops.AQUASURF_NARY):
         if isinstance(schemas, str):
             schemas = _ALIASES.get(schemas, (schemas,))
-        schemas = tuple(schemas)
-        unknown = [s for s in schemas if s not in SCHEMAS]
-        if unknown or not schemas:
-            raise ValueError(f"unknown schema(s) {unknown or schemas!r}; expected names from "
-                             f"{sorted(SCHEMAS)} or one of {sorted(_ALIASES)}")
+        resolved = [_resolve_schema(s) for s in schemas]
+        unknown = [s for s, (name, _) in zip(schemas, resolved) if name is None]
+        if unknown or not resolved:
+            raise ValueError(f"unknown schema(s) {unknown or list(schemas)!r}; expected names "
+                             f"from {sorted(SCHEMAS)}, one of {sorted(_ALIASES)} or schema "
+                             f"strings such as 'binary(unary(x),unary(x))'")
         for name in (*unary, *binary, *nary):
             _ops.get(name)  # raises a KeyError naming the operator if it is not registered
-        self.schemas = schemas
+        self.schemas = tuple(dict.fromkeys(name for name, _ in resolved))
+        self._trees = dict(resolved)
         self.pools = {"U": tuple(unary), "B": tuple(binary), "N": tuple(nary)}
-        self._radices = {s: tuple(len(self.pools[k]) for k in _slots(SCHEMAS[s]))
-                         for s in schemas}
+        self._slot_pools = dict(self.pools)
+        for tree in self._trees.values():
+            for kind in _slots(tree):
+                if kind.startswith("="):
+                    self._slot_pools[kind] = (kind[1:],)
+        self._radices = {s: tuple(len(self._slot_pools[k]) for k in _slots(self._trees[s]))
+                         for s in self.schemas}
         self._sizes = {s: math.prod(r) for s, r in self._radices.items()}
         self._offsets = {}
         total = 0
-        for s in schemas:
+        for s in self.schemas:
             self._offsets[s] = total
             total += self._sizes[s]
         self._size = total
@@ -135,8 +238,8 @@ class AquasurfSpace:
 
     def _names(self, index: int):
         schema, digits = self._locate(index)
-        kinds = _slots(SCHEMAS[schema])
-        return schema, [self.pools[k][d] for k, d in zip(kinds, digits)]
+        kinds = _slots(self._trees[schema])
+        return schema, [self._slot_pools[k][d] for k, d in zip(kinds, digits)]
 
     def text(self, index: int, canonical: bool = True) -> str:
         """Member ``index`` as text: canonical (``str`` of the graph), or the AQuaSurF call
@@ -152,7 +255,7 @@ class AquasurfSpace:
             name = next(it)
             return f"{name}({', '.join(build(c) for c in tree[1:])})"
 
-        return build(SCHEMAS[schema])
+        return build(self._trees[schema])
 
     def expr(self, index: int) -> Expr:
         schema, names = self._names(index)
@@ -164,7 +267,7 @@ class AquasurfSpace:
             name = next(it)
             return Apply(name, *(build(c) for c in tree[1:]))
 
-        return build(SCHEMAS[schema])
+        return build(self._trees[schema])
 
     # ---------------------------------------------------------------------- outputs
     def batches(self, max_rows: int = 1024, inputs=None) -> Iterator[tuple]:
@@ -173,7 +276,8 @@ class AquasurfSpace:
         least one slot's worth) at a time."""
         x = fingerprint_inputs() if inputs is None else np.asarray(inputs, dtype=np.float64)
         for schema in self.schemas:
-            yield from _SchemaEvaluator(SCHEMAS[schema], self.pools, x, max_rows).chunks(
+            yield from _SchemaEvaluator(self._trees[schema], self._slot_pools, x,
+                                        max_rows).chunks(
                 self._offsets[schema])
 
     def keys(self, max_rows: int = 1024) -> Iterator[tuple]:
@@ -198,7 +302,7 @@ class AquasurfSpace:
         return hash((self.schemas, tuple(self.pools.items())))
 
     def __repr__(self):
-        graphs = ", ".join(_schema_text(SCHEMAS[s]) for s in self.schemas)
+        graphs = ", ".join(_schema_text(self._trees[s]) for s in self.schemas)
         return f"AquasurfSpace([{graphs}], size={self._size:,})"
 
 
