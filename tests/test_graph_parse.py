@@ -649,3 +649,123 @@ def test_fusions_apply_to_graphs_built_in_code_too():
     built = Apply("log", Apply("sigmoid", Param("alpha") * X))
     assert built == parse("log_sigmoid(alpha * x)") == parse("log(sigmoid(alpha*x))")
     assert parse(str(built)) == built and built.op.name == "log_sigmoid"
+
+
+# ------------------------------------------- the tree's limits and the parser's agree (issue 17)
+def test_a_wide_sum_prints_past_the_old_length_limit_and_parses_back():
+    wide = Apply("sum_n", *([X] * 7000))  # the probe's tree: 21,005 characters
+    text = str(wide)
+    assert len(text) > 20_000
+    assert parse(text) == wide
+    assert wide.size == 7001
+
+
+def test_a_negative_constant_deep_inside_parses_back():
+    deep = Apply("pow", X, Const(-2.0))  # prints x^-2: the minus adds no nesting level
+    for _ in range(63):
+        deep = Apply("tanh", deep)
+    assert deep.depth == MAX_DEPTH
+    assert str(deep).endswith("x^-2" + ")" * 63)
+    assert parse(str(deep)) == deep
+
+
+def test_size_limit_is_enforced_by_the_constructor_and_the_parser():
+    from keras_actfn.expr.graph import MAX_SIZE
+    assert Apply("sum_n", *([X] * (MAX_SIZE - 1))).size == MAX_SIZE
+    with pytest.raises(ValueError, match="larger than"):
+        Apply("sum_n", *([X] * MAX_SIZE))
+    # shared sub-trees count once per use, as printed: no small object prints huge text
+    half = Apply("sum_n", *([X] * (MAX_SIZE // 2)))
+    with pytest.raises(ValueError, match="larger than"):
+        Apply("add", half, half)
+    with pytest.raises(ParseError, match="larger than") as info:
+        parse("sum_n(" + ",".join(["x"] * MAX_SIZE) + ")")
+    assert info.value.position == 0  # the call that would exceed it
+
+
+def _widest_leaf(i):
+    # constants printing 24 characters, negative (wrapped when they are a power's base)
+    return Const(-(1.2345678901234567 + i * 1e-16) * 1e-300)
+
+
+def test_the_longest_printable_trees_fit_the_parsers_length_limit():
+    from keras_actfn.expr.graph import MAX_SIZE
+    leaves = [_widest_leaf(i) for i in range(MAX_SIZE - 1)]
+    assert max(len(str(c)) for c in leaves) == 24
+    flat = Apply("sum_n", *leaves)
+    pairs = Apply("sum_n", *[Apply("pow", leaves[2 * i], leaves[2 * i + 1])
+                             for i in range((MAX_SIZE - 1) // 3)])
+    for tree in (flat, pairs):
+        text = str(tree)
+        assert len(text) <= MAX_LENGTH
+        assert parse(text) == tree
+
+
+def test_nesting_of_printed_text_within_both_parser_limits():
+    from keras_actfn.expr.parse import MAX_PREFIX
+    # every node adds one level of parentheses and one prefix: ((-x)^-(...)) shapes
+    g = X
+    for i in range(MAX_DEPTH):
+        g = (Apply("neg", g) if i % 2 else Apply("pow", Const(-3.5), g))
+    assert g.depth == MAX_DEPTH
+    assert parse(str(g)) == g
+    h = Const(-2.0)
+    for i in range(MAX_DEPTH):  # (((-2)^x)^x)^x...: the leaf's parentheses too
+        h = Apply("pow", h, X) if i % 2 else Apply("neg", h)
+    assert parse(str(h)) == h
+    assert MAX_NESTING == MAX_DEPTH + 1 and MAX_PREFIX == MAX_DEPTH
+
+
+def _deep_tree(draw_ops, draw_leaf, depth):
+    g = draw_leaf(0)
+    for i in range(depth):
+        op = draw_ops(i)
+        if op.arity == 1:
+            g = Apply(op, g)
+        else:
+            other = draw_leaf(i + 1)
+            g = Apply(op, g, other) if i % 2 else Apply(op, other, g)
+    return g
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(sorted({ops.get(n).name for n in ops.ALIASES})),
+                min_size=1, max_size=MAX_DEPTH),
+       st.lists(st.one_of(st.just(X), st.sampled_from([Param("alpha"), Param("lambda")]),
+                          st.floats(allow_nan=False, allow_infinity=False).map(Const)),
+                min_size=MAX_DEPTH + 1, max_size=MAX_DEPTH + 1))
+def test_fuzz_deepest_trees_of_any_operators_round_trip(names, leaves):
+    usable = [ops.get(n) for n in names if ops.get(n).arity in (1, 2)
+              or ops.get(n).accepts(2)]
+    if not usable:
+        return
+
+    def pick(i):
+        return usable[i % len(usable)]
+
+    try:
+        g = _deep_tree(pick, lambda i: leaves[i], len(usable))
+    except ValueError:  # e.g. a fusion shortened nothing but an arity did not fit
+        return
+    assert parse(str(g)) == g
+    assert len(str(g)) <= MAX_LENGTH
+
+
+def _recurse_then(n, fn):
+    return fn() if n == 0 else _recurse_then(n - 1, fn)
+
+
+@pytest.mark.parametrize("text, depth", [
+    ("sigmoid(" * MAX_NESTING + "-" * MAX_DEPTH + "x" + ")" * MAX_NESTING, None),
+    ("sigmoid(-" * MAX_DEPTH + "x" + ")" * MAX_DEPTH, None),
+    ("(" * MAX_NESTING + "x^" * MAX_DEPTH + "x" + ")" * MAX_NESTING, MAX_DEPTH),
+    ("sigmoid(" * MAX_DEPTH + "x" + ")" * MAX_DEPTH, MAX_DEPTH),
+])
+def test_the_deepest_texts_stay_far_from_the_recursion_limit(text, depth):
+    # both nesting limits at once, called 300 frames down a caller's stack: a tree or a
+    # ParseError, never a RecursionError
+    if depth is None:
+        with pytest.raises(ParseError, match="deep"):
+            _recurse_then(300, lambda: parse(text))
+    else:
+        assert _recurse_then(300, lambda: parse(text)).depth == depth

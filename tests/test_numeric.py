@@ -202,3 +202,74 @@ def test_bad_function_text_raises_parse_error():
     from keras_actfn.expr import ParseError
     with pytest.raises(ParseError):
         gaussian_moments("relu(x", 0.0, 1.0)
+
+
+# ------------------------------------------ the quadrature rule, its budget (issue 17, item 2)
+def test_kronrod_rule_is_exact_to_degree_3n_plus_1_and_extends_gauss():
+    nodes, kronrod, gauss = numeric.kronrod_rule()
+    assert nodes.shape == (21,) and np.all(np.diff(nodes) > 0) and np.all(np.abs(nodes) < 1)
+    np.testing.assert_allclose(nodes, -nodes[::-1], atol=1e-15)  # symmetric
+    gauss_x, gauss_w = np.polynomial.legendre.leggauss(10)
+    np.testing.assert_allclose(nodes[1::2], gauss_x, atol=1e-14)  # interleaved with Gauss
+    np.testing.assert_allclose(gauss[1::2], gauss_w, atol=1e-15)
+    assert np.all(gauss[::2] == 0) and np.all(kronrod > 0)
+    for degree in range(32):  # exact: 2/(d+1) for even d, 0 for odd
+        exact = 2.0 / (degree + 1) if degree % 2 == 0 else 0.0
+        assert nodes ** degree @ kronrod == pytest.approx(exact, abs=1e-14), degree
+    assert abs(nodes ** 32 @ kronrod - 2.0 / 33) > 1e-13  # and no further
+
+
+def _sin_sum(count):
+    return "sum_n(" + ",".join(f"sin({k}*x)" for k in range(1, count + 1)) + ")"
+
+
+def test_hundreds_of_oscillations_are_fast_and_match_the_closed_form():
+    # E sin(jZ) sin(kZ) = (exp(-(j-k)^2/2) - exp(-(j+k)^2/2)) / 2 for Z ~ N(0, 1)
+    text = _sin_sum(199)  # the probe's 2 KB text: 99 s with point-by-point quadrature
+    k = np.arange(1, 200)
+    j, k = np.meshgrid(k, k)
+    exact = np.sum(np.exp(-0.5 * (j - k) ** 2) - np.exp(-0.5 * (j + k) ** 2)) / 2
+    numeric._moments.cache_clear()
+    m1, m2 = gaussian_moments(text)
+    assert abs(m1) < 1e-9
+    assert m2 == pytest.approx(exact, rel=1e-9)
+
+
+def test_costlier_functions_raise_a_budget_error_quickly():
+    import time
+    text = _sin_sum(1900)  # ~21 KB
+    start = time.perf_counter()
+    with pytest.raises(numeric.MomentsBudgetError, match="node evaluations") as info:
+        gaussian_moments(text)
+    assert time.perf_counter() - start < 10  # budgeted at ~0.3 s; generous for a busy box
+    assert isinstance(info.value, ValueError)
+    assert "smaller or less oscillatory" in str(info.value)
+
+
+@pytest.mark.parametrize("fn", ["1/x", "1/(x - 0.3)", "div_eps(1, x)", "1/sqrt(abs(x))"])
+def test_poles_give_nan_and_inf_quickly(fn):
+    import time
+    start = time.perf_counter()
+    m1, m2 = numeric._moments(parse(fn), 0.0, 1.0, ())
+    assert math.isnan(m1) and m2 == math.inf
+    assert time.perf_counter() - start < 2
+
+
+def test_integrable_singularities_and_kinks_off_the_breaks():
+    gamma = 0.5772156649015329
+    m1, m2 = gaussian_moments("log(abs(x))")  # E log|Z| = -(gamma + ln 2)/2, var = pi^2/8
+    assert m1 == pytest.approx(-(gamma + math.log(2)) / 2, rel=1e-9)
+    assert m2 - m1 * m1 == pytest.approx(math.pi ** 2 / 8, rel=1e-8)
+    s1, s2 = gaussian_moments("sqrt(abs(x))")  # E|Z|^(1/2) = 2^(1/4) G(3/4)/sqrt(pi)
+    assert s1 == pytest.approx(2 ** 0.25 * math.gamma(0.75) / math.sqrt(math.pi), rel=1e-9)
+    assert s2 == pytest.approx(math.sqrt(2 / math.pi), rel=1e-9)
+    r1, r2 = gaussian_moments("relu(x - 0.3)")  # a kink where no break is placed
+    e1, e2 = _relu_moments(-0.3, 1.0)
+    assert r1 == pytest.approx(e1, rel=1e-9) and r2 == pytest.approx(e2, rel=1e-9)
+
+
+def test_largest_tree_within_the_budget():
+    from keras_actfn.expr.graph import MAX_SIZE
+    wide = "sum_n(" + ",".join(["x"] * (MAX_SIZE - 1)) + ")"  # E (nx)=0, E (nx)^2 = n^2
+    m1, m2 = gaussian_moments(wide)
+    assert abs(m1) < 1e-9 and m2 == pytest.approx((MAX_SIZE - 1) ** 2, rel=1e-9)

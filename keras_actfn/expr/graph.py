@@ -32,6 +32,12 @@ _PARAM_PRETTY = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "zet
 #: evaluation recurse this deep; every tree within it prints to text that parses back.
 MAX_DEPTH = 64
 
+#: the largest tree allowed: nodes of every kind (operators, x, constants, parameters),
+#: counted as printed, i.e. a sub-tree used twice counts twice. It bounds the length of the
+#: canonical text (:data:`keras_actfn.expr.parse.MAX_LENGTH` is derived from it, so every
+#: tree within both limits prints to text the parser accepts) and the cost of evaluating it.
+MAX_SIZE = 8192
+
 # precedence for printing: higher binds tighter
 _PREC = {"add": 1, "sub": 1, "mul": 2, "div": 2, "neg": 3, "pow": 4}
 _ATOM = 5
@@ -46,6 +52,7 @@ class Expr:
 
     __slots__ = ("_key", "_hash")
     _depth = 0
+    _size = 1
 
     def _freeze(self, key):
         object.__setattr__(self, "_key", key)
@@ -113,6 +120,12 @@ class Expr:
     def depth(self) -> int:
         """Operator nodes on the longest root-to-leaf path."""
         return self._depth
+
+    @property
+    def size(self) -> int:
+        """Nodes of every kind as the canonical text prints them (a shared sub-tree counts
+        once per use); at most :data:`MAX_SIZE`."""
+        return self._size
 
     def substitute(self, values: Mapping[str, float]) -> "Expr":
         """Replace parameter slots named in ``values`` by constants."""
@@ -184,7 +197,7 @@ class Apply(Expr):
     Built in ``__new__`` (there is no ``__init__``) so a fusion can hand back the fused node.
     """
 
-    __slots__ = ("op", "args", "_depth")
+    __slots__ = ("op", "args", "_depth", "_size")
 
     def __new__(cls, op, *args):
         op = op if isinstance(op, _ops.Operator) else _ops.get(op)
@@ -202,9 +215,13 @@ class Apply(Expr):
         depth = 1 + max(a._depth for a in args)
         if depth > MAX_DEPTH:
             raise ValueError(f"expression deeper than {MAX_DEPTH} operators")
+        size = 1 + sum(a._size for a in args)
+        if size > MAX_SIZE:
+            raise ValueError(f"expression larger than {MAX_SIZE} nodes (got {size})")
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "args", args)
         object.__setattr__(self, "_depth", depth)
+        object.__setattr__(self, "_size", size)
         self._freeze((op.name,) + args)
         return self
 

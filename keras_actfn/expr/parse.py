@@ -22,10 +22,24 @@ import math
 import re
 
 from . import ops as _ops
-from .graph import MAX_DEPTH, PARAM_NAMES, X, Apply, Const, Expr, Param
+from .graph import MAX_DEPTH, MAX_SIZE, PARAM_NAMES, X, Apply, Const, Expr, Param
 
-MAX_NESTING = MAX_DEPTH  # printed text of any tree nests at most as deep as the tree
-MAX_LENGTH = 20_000
+#: The parser's limits follow from the tree's (graph.MAX_DEPTH, graph.MAX_SIZE), so the
+#: canonical text of every tree the constructor accepts is text the parser accepts.
+#:
+#: MAX_NESTING bounds parentheses and calls open at once. On any root-to-leaf path of
+#: printed text each operator node opens at most one (its call, or the parentheses around
+#: it when its parent needs them) and so may the leaf (``(-2)^x``): MAX_DEPTH + 1.
+MAX_NESTING = MAX_DEPTH + 1
+#: MAX_PREFIX bounds prefix minus signs and exponents open at once: each ``neg`` or ``pow``
+#: node on a path adds at most one; a minus in front of a number folds into the constant and
+#: adds none. The two bounds together cap the parser's recursion (about 600 frames).
+MAX_PREFIX = MAX_DEPTH
+#: the longest text: MAX_SIZE nodes, each printing at most _NODE_CHARS characters (a
+#: constant of 24 characters or an operator name with its parentheses, plus the parentheses
+#: around it and the separator before it: ", " or " + ").
+_NODE_CHARS = max(24, 6, max(len(_ops.get(n).name) for n in _ops.ALIASES) + 2) + 2 + 3
+MAX_LENGTH = MAX_SIZE * _NODE_CHARS
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
@@ -84,7 +98,8 @@ class _Parser:
             pos = m.end()
         self.tokens.append(("end", "", len(text)))
         self.i = 0
-        self.nesting = 0
+        self.nesting = 0  # parentheses and calls open
+        self.prefix = 0   # minus signs and exponents open
 
     # -- token helpers ---------------------------------------------------------------
     def peek(self):
@@ -106,6 +121,12 @@ class _Parser:
         if self.nesting > MAX_NESTING:
             raise ParseError(f"expression nested more than {MAX_NESTING} levels deep",
                              self.text, pos)
+
+    def enter_prefix(self, pos):
+        self.prefix += 1
+        if self.prefix > MAX_PREFIX:
+            raise ParseError(f"expression nests more than {MAX_PREFIX} minus signs and "
+                             f"exponents", self.text, pos, "a shallower expression")
 
     # -- grammar -----------------------------------------------------------------------
     def parse(self) -> Expr:
@@ -136,9 +157,12 @@ class _Parser:
         kind, val, pos = self.peek()
         if kind == "op" and val == "-":
             self.take()
-            self.enter(pos)
+            following = self.tokens[self.i + 1] if self.peek()[0] == "num" else None
+            if following is not None and following[1] not in ("^", "**"):
+                return Const(-self.atom().value)  # a negative constant: no recursion
+            self.enter_prefix(pos)
             inner = self.factor()
-            self.nesting -= 1
+            self.prefix -= 1
             if isinstance(inner, Const):
                 return Const(-inner.value)
             return self.apply(pos, "neg", inner)
@@ -151,9 +175,9 @@ class _Parser:
         kind, val, pos = self.peek()
         if kind == "op" and val in ("^", "**"):
             self.take()
-            self.enter(pos)
+            self.enter_prefix(pos)
             exponent = self.factor()
-            self.nesting -= 1
+            self.prefix -= 1
             return self.apply(pos, "pow", base, exponent)
         return base
 
@@ -221,6 +245,9 @@ class _Parser:
         if 1 + max(a.depth for a in args) > MAX_DEPTH:
             raise ParseError(f"expression more than {MAX_DEPTH} operators deep", self.text, pos,
                              "a shallower expression")
+        if 1 + sum(a.size for a in args) > MAX_SIZE:
+            raise ParseError(f"expression larger than {MAX_SIZE} nodes", self.text, pos,
+                             "a smaller expression")
         return Apply(op, *args)
 
 
