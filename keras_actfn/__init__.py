@@ -24,7 +24,7 @@ _EXPORTS = {
     "Expr": ".expr", "ParseError": ".expr", "evaluate": ".expr", "fingerprint": ".expr",
     "fingerprint_key": ".expr", "gaussian_moments": ".expr", "parse": ".expr",
     "simplify": ".expr",
-    "CustomActivation": ".layers",
+    "CustomActivation": ".layers", "ActivationFunction": ".layers",
     "APL": ".layers.baselines", "PAU": ".layers.baselines", "SPLASH": ".layers.baselines",
     "PReLU": ".layers.baselines", "PSwish": ".layers.baselines",
     "BASELINE_FUNCTIONS": ".library", "DISCOVERED_FUNCTIONS": ".library",

@@ -40,6 +40,14 @@ import numpy as np
 from keras_actfn.backend import keras, serializable, tf
 
 from .sharing import PARAM_SHAPES, normalize_param_shape, parameter_shape  # noqa: F401
+from .validate import check_int, check_number, check_numbers, from_config
+
+#: the most hinges APL and SPLASH take, and the highest PAU degrees: each hinge or degree
+#: adds operations to the layer's graph (and PAU fits its starting coefficients when it is
+#: built, 0.1 s at degrees (5, 4), under a second at (10, 10)), so a config from a file
+#: cannot make loading a model take minutes.
+MAX_HINGES = 64
+PAU_MAX_DEGREE = 10
 
 
 class _BroadcastInitializer:
@@ -78,6 +86,9 @@ class _Baseline(keras.layers.Layer):
         self.param_shape = normalize_param_shape(
             self.default_param_shape if param_shape is None else param_shape)
 
+    def _check_number(self, value, field):
+        return check_number(value, field, type(self).__name__)
+
     def compute_output_shape(self, input_shape):
         return input_shape
 
@@ -85,6 +96,10 @@ class _Baseline(keras.layers.Layer):
         config = super().get_config()
         config["param_shape"] = self.param_shape
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return from_config(super().from_config, config)
 
 
 # --------------------------------------------------------------------------------------
@@ -103,7 +118,7 @@ class PReLU(_Baseline):
 
     def __init__(self, param_shape="per-neuron", alpha_init=0.25, **kwargs):
         super().__init__(param_shape=param_shape, **kwargs)
-        self.alpha_init = float(alpha_init)
+        self.alpha_init = self._check_number(alpha_init, "alpha_init")
 
     def build(self, input_shape):
         self.alpha = _param(self, "alpha", self.param_shape, input_shape, self.alpha_init)
@@ -132,7 +147,7 @@ class PSwish(_Baseline):
 
     def __init__(self, param_shape="per-channel", beta_init=1.0, **kwargs):
         super().__init__(param_shape=param_shape, **kwargs)
-        self.beta_init = float(beta_init)
+        self.beta_init = self._check_number(beta_init, "beta_init")
 
     def build(self, input_shape):
         self.beta = _param(self, "beta", self.param_shape, input_shape, self.beta_init)
@@ -186,9 +201,7 @@ class APL(_Baseline):
 
     def __init__(self, hinges=7, param_shape="per-neuron", **kwargs):
         super().__init__(param_shape=param_shape, **kwargs)
-        if isinstance(hinges, bool) or int(hinges) != hinges or int(hinges) < 1:
-            raise ValueError(f"hinges must be a positive integer, got {hinges!r}")
-        self.hinges = int(hinges)
+        self.hinges = check_int(hinges, "hinges", "APL", 1, MAX_HINGES)
 
     def build(self, input_shape):
         s = self.hinges
@@ -322,12 +335,10 @@ class PAU(_Baseline):
     def __init__(self, numerator_degree=5, denominator_degree=4, param_shape="per-layer",
                  **kwargs):
         super().__init__(param_shape=param_shape, **kwargs)
-        for label, value, low in (("numerator_degree", numerator_degree, 0),
-                                  ("denominator_degree", denominator_degree, 1)):
-            if isinstance(value, bool) or int(value) != value or int(value) < low:
-                raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
-        self.numerator_degree = int(numerator_degree)
-        self.denominator_degree = int(denominator_degree)
+        self.numerator_degree = check_int(numerator_degree, "numerator_degree", "PAU", 0,
+                                          PAU_MAX_DEGREE)
+        self.denominator_degree = check_int(denominator_degree, "denominator_degree", "PAU",
+                                            1, PAU_MAX_DEGREE)
 
     def build(self, input_shape):
         m, n = self.numerator_degree, self.denominator_degree
@@ -379,14 +390,7 @@ class SPLASH(_Baseline):
 
     def __init__(self, hinges=(0.0, 1.0, 2.0, 2.5), param_shape="per-layer", **kwargs):
         super().__init__(param_shape=param_shape, **kwargs)
-        try:
-            values = tuple(float(h) for h in hinges)
-        except TypeError as err:
-            raise ValueError(f"hinges must be a sequence of numbers, got {hinges!r}") from err
-        if not values or not all(np.isfinite(values)):
-            raise ValueError(f"hinges must be a non-empty sequence of finite numbers, "
-                             f"got {hinges!r}")
-        self.hinges = values
+        self.hinges = check_numbers(hinges, "hinges", "SPLASH", MAX_HINGES)
 
     def build(self, input_shape):
         s = len(self.hinges)
@@ -418,5 +422,6 @@ __all__ = [
     "PARAM_SHAPES", "normalize_param_shape", "parameter_shape", "PReLU", "PSwish", "APL",
     "apl_initial_hinges", "PAU", "PAU_INIT_NUMERATOR", "PAU_INIT_DENOMINATOR",
     "PAU_FIT_INTERVAL", "PAU_FIT_TOLERANCE", "fit_pau_coefficients", "pau_fit_error",
-    "pau_initial_coefficients", "pau_numpy", "SPLASH", "BASELINE_LAYERS",
+    "pau_initial_coefficients", "pau_numpy", "SPLASH", "BASELINE_LAYERS", "MAX_HINGES",
+    "PAU_MAX_DEGREE",
 ]

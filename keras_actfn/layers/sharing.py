@@ -12,6 +12,12 @@ from ..backend import tf
 
 PARAM_SHAPES = ("per-layer", "per-channel", "per-neuron")
 
+#: the most values one learnable parameter may hold (2**27: 512 MiB of float32). A
+#: per-neuron parameter holds one value per input element of an example, so only a
+#: ``.keras`` file's made-up input shape gets near it; past it building is refused instead
+#: of trying to allocate the memory.
+MAX_PARAMETER_VALUES = 2 ** 27
+
 
 def normalize_param_shape(param_shape) -> str:
     """The canonical spelling of ``param_shape``; both ``per-layer`` and ``per_layer`` work.
@@ -53,14 +59,14 @@ def parameter_shape(param_shape, input_shape, coefficients=None) -> tuple:
     if coefficients is None:
         tail = ()
     else:
-        k = int(coefficients)
-        if k < 1 or k != coefficients:
+        if isinstance(coefficients, bool) or int(coefficients) != coefficients \
+                or int(coefficients) < 1:
             raise ValueError(f"coefficients must be a positive integer, got {coefficients!r}")
-        tail = (k,)
+        tail = (int(coefficients),)
     if mode == "per-layer":
         return tail
 
-    shape = tf.TensorShape(input_shape)
+    shape = checked_input_shape(input_shape)
     if shape.rank is None:
         raise ValueError(f"{mode} parameters need an input of known rank, got {input_shape}")
     dims = shape.as_list()
@@ -75,7 +81,7 @@ def parameter_shape(param_shape, input_shape, coefficients=None) -> tuple:
                 f"per-channel parameters need a known last (channel) axis, got input shape "
                 f"{tuple(dims)}"
             )
-        return (int(dims[-1]),) + tail
+        return _bounded((int(dims[-1]),) + tail, input_shape)
     unknown = [i for i, d in enumerate(dims) if i > 0 and d is None]
     if unknown:
         raise ValueError(
@@ -83,4 +89,31 @@ def parameter_shape(param_shape, input_shape, coefficients=None) -> tuple:
             f"{', '.join(map(str, unknown))} of input shape {tuple(dims)} is None; use "
             f"'per-channel' or 'per-layer', or give the model a fixed input size"
         )
-    return tuple(int(d) for d in dims[1:]) + tail
+    return _bounded(tuple(int(d) for d in dims[1:]) + tail, input_shape)
+
+
+def checked_input_shape(input_shape):
+    """``input_shape`` as a ``tf.TensorShape``; every known axis a whole number >= 0."""
+    try:
+        dims = None if input_shape is None else list(tf.TensorShape(input_shape))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"input shape must be a list of whole numbers or None, got "
+                         f"{input_shape!r}") from err
+    if dims is not None:
+        for d in dims:
+            d = getattr(d, "value", d)  # TF1-style Dimension
+            if d is not None and (isinstance(d, bool) or int(d) != d or d < 0):
+                raise ValueError(f"input shape must be a list of whole numbers >= 0 or None, "
+                                 f"got {input_shape!r}")
+    return tf.TensorShape(input_shape)
+
+
+def _bounded(shape: tuple, input_shape) -> tuple:
+    values = 1
+    for d in shape:
+        values *= d
+    if values > MAX_PARAMETER_VALUES:
+        raise ValueError(f"a parameter for input shape {tuple(input_shape)} would hold "
+                         f"{values:,} values, more than {MAX_PARAMETER_VALUES:,}; use "
+                         f"param_shape='per-channel' or 'per-layer'")
+    return shape
