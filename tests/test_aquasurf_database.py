@@ -61,7 +61,8 @@ def test_schema_string_errors_name_the_mistake():
 def test_original_operator_set_has_31_unary_operators():
     original = OPERATOR_SETS["original"]["unary"]
     assert len(original) == 31 and len(OPERATOR_SETS["table_a3"]["unary"]) == 27
-    assert ORIGINAL_EXTRA_UNARY == ("elish", "leaky_relu", "mish", "gelu")
+    assert ORIGINAL_EXTRA_UNARY == ("elish", "leakyrelu", "mish", "gelu")
+    assert "negative" in original and "neg" not in original     # the original's spellings
     assert set(original) - set(OPERATOR_SETS["table_a3"]["unary"]) == set(ORIGINAL_EXTRA_UNARY)
     space = AquasurfSpace("binary(unary(x),unary(x))", **OPERATOR_SETS["original"])
     assert len(space) == 7 * 31 * 31
@@ -69,7 +70,7 @@ def test_original_operator_set_has_31_unary_operators():
     x = fingerprint_inputs()
     sig = 1 / (1 + np.exp(-x))
     closed = {"elish": np.where(x > 0, x * sig, (np.exp(x) - 1) * sig),
-              "leaky_relu": np.where(x > 0, x, 0.01 * x),
+              "leakyrelu": np.where(x > 0, x, 0.01 * x),
               "mish": x * np.tanh(np.log1p(np.exp(x))),
               "gelu": 0.5 * x * (1 + special.erf(x / math.sqrt(2)))}
     for name, expected in closed.items():
@@ -83,6 +84,11 @@ def test_populate_groups_spellings_as_fingerprints_do(tmp_path):
     assert db.populate(schema="binary(unary(x),unary(x))") == 5103
     assert db.populate(schema="unary(unary(x))") == 0              # already there
     texts = [r[0] for r in db._read("SELECT text FROM afd_functions")]
+    # the original's names: one operator per slot word, written without spaces
+    unary = OPERATOR_SETS["table_a3"]["unary"]
+    assert {t for t in texts if t.count("(") == 2} == \
+        {f"{a}({b}(x))" for a in unary for b in unary}
+    assert "negative(relu(x))" in texts
     classes = dict(db._read("SELECT text, class FROM afd_functions"))
     # the independent grouping: parse + evaluate + hash each spelling on its own
     keys = {t: fingerprint_key(t) for t in texts}
@@ -294,6 +300,21 @@ def test_expired_leases_are_released_and_live_ones_kept(tmp_path):
     assert states == {"relu(x)": "todo", "tanh(x)": "claimed", "sin(x)": "todo"}
     assert db.result("sin(x)")["status"] == "not evaluated"
     db.close()
+
+
+def test_heartbeat_keeps_a_live_claim_and_its_end_lets_it_lapse(tmp_path):
+    path = tmp_path / "afd.db"
+    holder = FunctionDatabase(path, baseline_fns=(), lease=0.4, progress=False)
+    holder.populate(functions=["relu(x)", "tanh(x)"])
+    assert holder.mark_running("tanh(x)")
+    other = FunctionDatabase(path, baseline_fns=(), lease=0.4, progress=False)
+    time.sleep(1.0)                       # 2.5 leases: renewed every 0.1 s meanwhile
+    assert other.release_stale() == 0 and other.result("tanh(x)")["status"] == "running"
+    assert not other.mark_running("tanh(x)")                 # held by a live process
+    holder.close()                        # no more heartbeats (the process lives on)
+    time.sleep(0.6)
+    assert other.release_stale() == 1 and other.mark_running("tanh(x)")
+    other.close()
 
 
 def _suggest_worker(path, log_path, start, out, count):

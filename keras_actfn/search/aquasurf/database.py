@@ -53,6 +53,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 
 import numpy as np
 
@@ -299,6 +300,8 @@ class FunctionDatabase:
         if self._heartbeat is None and not self._memory:
             self._heartbeat = _Heartbeat(self.path, self.worker, self.lease,
                                          min(30.0, self.lease / 4))
+            # a database dropped without close() stops renewing too (its claims lapse)
+            weakref.finalize(self, self._heartbeat._stop.set)
 
     def _stale(self, worker, lease, now) -> bool:
         """A claim nobody will finish: its lease ran out, or its worker is a dead process

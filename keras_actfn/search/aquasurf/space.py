@@ -61,13 +61,18 @@ _ALIASES = {"three_node": ("binary_unary_unary",), "benchmark": ("binary_unary_u
 KEY_DECIMALS = 5  # fingerprint_key's default rounding
 
 #: the four unary operators the original AQuaSurF code (``aquasurf/activation.py``) has
-#: beyond Table A.3's 27: ELiSH, Leaky ReLU (slope 0.01), Mish and GELU (exact, erf form)
-ORIGINAL_EXTRA_UNARY = ("elish", "leaky_relu", "mish", "gelu")
+#: beyond Table A.3's 27, by its names: ELiSH, Leaky ReLU (slope 0.01), Mish and GELU (exact,
+#: erf form)
+ORIGINAL_EXTRA_UNARY = ("elish", "leakyrelu", "mish", "gelu")
+#: Table A.3's 27 unary operators spelled as the original code spells them (``negative`` for
+#: ``neg``), so enumerated texts are its function names (the parser reads both spellings)
+_A3_UNARY_SPELLED = tuple("negative" if n == "neg" else n for n in _ops.AQUASURF_UNARY)
 #: the original code's 31 unary operators (Table A.3's 27, then the four above)
-ORIGINAL_UNARY = tuple(_ops.AQUASURF_UNARY) + ORIGINAL_EXTRA_UNARY
-#: operator sets by name: ``{"unary", "binary", "nary"}`` for :class:`AquasurfSpace`
+ORIGINAL_UNARY = _A3_UNARY_SPELLED + ORIGINAL_EXTRA_UNARY
+#: operator sets by name, ``{"unary", "binary", "nary"}`` for :class:`AquasurfSpace` (as
+#: keyword arguments) and :class:`~keras_actfn.search.aquasurf.database.FunctionDatabase`
 OPERATOR_SETS = {
-    "table_a3": {"unary": tuple(_ops.AQUASURF_UNARY), "binary": tuple(_ops.AQUASURF_BINARY),
+    "table_a3": {"unary": _A3_UNARY_SPELLED, "binary": tuple(_ops.AQUASURF_BINARY),
                  "nary": tuple(_ops.AQUASURF_NARY)},
     "original": {"unary": ORIGINAL_UNARY, "binary": tuple(_ops.AQUASURF_BINARY),
                  "nary": tuple(_ops.AQUASURF_NARY)},
