@@ -202,7 +202,14 @@ def _tf_nary(reduce):
 
 def _tf_broadcast_all(args):
     args = [tf.convert_to_tensor(a) for a in args]
-    args = [tf.cast(a, args[0].dtype) for a in args]
+    first = args[0]
+    if all(a.dtype == first.dtype and a.shape.as_list() == first.shape.as_list()
+           for a in args[1:]) and first.shape.rank is not None:
+        # one static shape (the common case: every input an elementwise function of x):
+        # no per-input ops, which in a graph with thousands of inputs took seconds each
+        # thousand (tf.stack still checks the shapes at run time)
+        return args
+    args = [tf.cast(a, first.dtype) for a in args]
     shape = tf.shape(args[0])
     for a in args[1:]:
         shape = tf.broadcast_dynamic_shape(shape, tf.shape(a))

@@ -69,7 +69,7 @@ class CustomActivation(keras.layers.Layer):
 
     def call(self, inputs):
         params = {name: tf.cast(w, inputs.dtype) for name, w in self._slots.items()}
-        y = evaluate(self.fn, inputs, params, backend="tf")
+        y = _evaluate_tf(self.fn, inputs, params)
         if self.shift:
             y = y - tf.cast(self.shift, y.dtype)
         if self.clip is not None:
@@ -91,6 +91,15 @@ class CustomActivation(keras.layers.Layer):
 
     def __repr__(self):
         return f"CustomActivation({str(self.fn)!r}, param_shape={self.param_shape!r})"
+
+
+# Plain TensorFlow ops with no control flow on tensors: nothing for AutoGraph to convert,
+# and converting the tree's evaluation (tf_keras does, inside a layer's call) costs frames
+# and time per node: a tree 64 deep exceeded Python's recursion limit, one with 7,000
+# inputs took minutes to trace.
+@tf.autograph.experimental.do_not_convert
+def _evaluate_tf(fn, inputs, params):
+    return evaluate(fn, inputs, params, backend="tf")
 
 
 def _function(fn, field, layer) -> Expr:
