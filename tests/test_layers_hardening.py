@@ -217,7 +217,7 @@ FUZZ_VALUES = st.one_of(
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 FIELDS = {
     CustomActivation: ("fn", "param_shape", "clip", "center"),
-    ActivationFunction: ("fn_name", "normalize", "param_shape", "clip"),
+    ActivationFunction: ("fn_name", "normalize", "param_shape", "clip", "center"),
     PReLU: ("param_shape", "alpha_init"), PSwish: ("param_shape", "beta_init"),
     APL: ("hinges", "param_shape"), PAU: ("numerator_degree", "denominator_degree",
                                           "param_shape"),
@@ -331,7 +331,7 @@ def test_activation_function_in_the_readme_model_saves_reloads_and_is_exported(t
     layer = next(l for l in loaded.layers if isinstance(l, ActivationFunction))
     config = layer.get_config()
     assert config["fn_name"] == "max(relu(x),cosh(elu(x)))" and config["normalize"] is False
-    assert "fn" not in config and "center" not in config
+    assert "fn" not in config and config["center"] is False
     assert ActivationFunction("relu(x)").fn_name == "relu(x)"  # positional, as the original
 
 
@@ -350,3 +350,22 @@ def test_activation_function_normalize_gives_mean_0_variance_1_under_a_standard_
     assert reloaded.normalize is True and reloaded.fn == layer.fn  # normalized once, not twice
     with pytest.raises(ValueError, match="cannot normalize"):
         ActivationFunction("1/x", normalize=True)
+
+
+def test_activation_function_centered_by_autoinit_plus_plus_reloads_centered(tmp_path):
+    from keras_actfn.autoinit import AutoInit
+    from keras_actfn.expr import gaussian_moments
+
+    fn_name = "sum_n(abs(x),swish(x),sigmoid(x))"
+    model = _build_model(fn_name)
+    AutoInit(center_activations=True, seed=0).initialize_model(model)
+    layer = next(l for l in model.layers if isinstance(l, ActivationFunction))
+    # E|Z| = sqrt(2/pi), E sigmoid(Z) = 1/2 (symmetry); the swish term from the quadrature
+    swish_mean = gaussian_moments("swish(x)")[0]
+    assert layer.center
+    assert layer.shift == pytest.approx(math.sqrt(2 / math.pi) + 0.5 + swish_mean, rel=1e-9)
+    x = RNG.normal(size=(5, 8)).astype("float32")
+    loaded, _ = _reload(model, tmp_path)
+    reloaded = next(l for l in loaded.layers if isinstance(l, ActivationFunction))
+    assert reloaded.center is True and reloaded.shift == layer.shift
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())

@@ -126,26 +126,28 @@ class ActivationFunction(CustomActivation):
             ``m = E f(Z)`` and ``s^2 = Var f(Z)``, ``Z ~ N(0, 1)`` (learnable slots at 1).
             The layer's ``fn`` is that normalized function; the config keeps ``fn_name``
             and ``normalize`` as given.
-        param_shape, clip, and the Keras layer keywords: as for ``CustomActivation``.
+        param_shape, clip, center, and the Keras layer keywords: as for
+            ``CustomActivation`` (AutoInit++ sets ``center`` on the layers it centers).
 
     Its config holds ``fn_name`` and ``normalize`` (the original's keys) besides
-    ``param_shape`` and ``clip``; saved models reload with ``keras.models.load_model``.
+    ``param_shape``, ``clip`` and ``center``; saved models reload with
+    ``keras.models.load_model``.
     """
 
     def __init__(self, fn_name, normalize=False, param_shape="per-channel", clip=None,
-                 **kwargs):
+                 center=False, **kwargs):
         layer = type(self).__name__
         fn = _function(fn_name, "fn_name", layer)
         normalize = check_bool(normalize, "normalize", layer)
         if normalize:
             fn = _normalized(fn)
-        super().__init__(fn, param_shape=param_shape, clip=clip, center=False, **kwargs)
+        super().__init__(fn, param_shape=param_shape, clip=clip, center=center, **kwargs)
         self.fn_name = fn_name if isinstance(fn_name, str) else str(fn_name)
         self.normalize = normalize
 
     def get_config(self):
         config = super().get_config()
-        del config["fn"], config["center"]
+        del config["fn"]
         config.update(fn_name=self.fn_name, normalize=self.normalize)
         return config
 
