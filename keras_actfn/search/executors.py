@@ -1,4 +1,5 @@
-"""Run evaluations: in this process, on a local process pool, or as Ray tasks.
+"""Run evaluations: in this process, on a local process pool, or on Ray worker actors
+(:class:`RayExecutor`, defined in :mod:`keras_actfn.search.ray_executor`).
 
 An executor runs ``evaluator(text, seed=seed)`` for the driver and hands back the records;
 it never touches the store (the driver alone writes it). Every executor has the same small
@@ -408,108 +409,6 @@ class LocalPoolExecutor(Executor):
 
 
 # --------------------------------------------------------------------------- Ray
-def _import_ray():
-    try:
-        import ray  # noqa: PLC0415 - optional dependency
-    except ImportError as err:
-        raise ImportError("RayExecutor needs Ray, which is not installed. Install the extra: "
-                          "pip install 'keras_actfn[ray]' (or pip install 'ray[default]')") \
-            from err
-    return ray
-
-
-class RayExecutor(Executor):
-    """Evaluations as Ray tasks on an existing cluster (``address="auto"`` or
-    ``"ray://host:10001"``) or, with ``address=None``, a Ray started on this machine.
-
-    Each task asks Ray for ``num_gpus_per_task`` GPUs (``None``: 1 if the cluster has GPUs,
-    else 0) and ``num_cpus_per_task`` CPUs; Ray sets ``CUDA_VISIBLE_DEVICES`` for the task.
-    At most ``max_in_flight`` tasks are submitted at once (``None``: as many as the
-    cluster's resources run at the same time), so a free slot gets the next candidate
-    immediately (steady-state evolution) and nothing queues up behind stale parents.
-    The nodes need keras_actfn installed (or shipped with ``init_kwargs={"runtime_env":
-    ...}``). A task that fails in Ray (node lost, worker killed) gives a failed record.
-    """
-
-    name = "ray"
-
-    def __init__(self, address: str | None = None, num_gpus_per_task: float | None = None,
-                 num_cpus_per_task: float = 1, max_in_flight: int | None = None,
-                 init_kwargs: dict | None = None):
-        super().__init__()
-        self.ray = _import_ray()
-        self.address = address
-        self.num_gpus_per_task = num_gpus_per_task
-        self.num_cpus_per_task = float(num_cpus_per_task)
-        self.max_in_flight = None if max_in_flight is None else int(max_in_flight)
-        self.init_kwargs = dict(init_kwargs or {})
-        self._started_ray = False
-        self._remote = None
-        self._evaluator_ref = None
-        self._refs: dict = {}  # object ref -> (eval_id, text, seed)
-
-    def start(self, evaluator):
-        super().start(evaluator)
-        ray = self.ray
-        if not ray.is_initialized():
-            ray.init(address=self.address, **self.init_kwargs)
-            self._started_ray = True
-        resources = ray.cluster_resources()
-        gpus = self.num_gpus_per_task
-        if gpus is None:
-            gpus = 1 if resources.get("GPU", 0) >= 1 else 0
-        self.num_gpus_per_task = float(gpus)
-        if self.max_in_flight is None:
-            if self.num_gpus_per_task > 0:
-                slots = resources.get("GPU", 0) / self.num_gpus_per_task
-            else:
-                slots = resources.get("CPU", 1) / max(self.num_cpus_per_task, 1e-9)
-            self.max_in_flight = max(int(slots), 1)
-        self._remote = ray.remote(num_gpus=self.num_gpus_per_task,
-                                  num_cpus=self.num_cpus_per_task)(run_evaluation)
-        self._evaluator_ref = ray.put(evaluator)
-
-    @property
-    def capacity(self) -> int:
-        return max((self.max_in_flight or 1) - len(self._refs), 0)
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._refs)
-
-    def submit(self, eval_id, text, seed):
-        self._need_evaluator()
-        if self.capacity <= 0:
-            raise RuntimeError("no free slot: submit only while capacity > 0")
-        ref = self._remote.remote(self._evaluator_ref, str(text), int(seed))
-        self._refs[ref] = (int(eval_id), str(text), int(seed))
-
-    def wait(self, timeout=None):
-        if not self._refs:
-            return []
-        refs = list(self._refs)
-        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
-        if ready:  # take everything that is ready, not just the first
-            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
-        finished = []
-        for ref in ready:
-            job = self._refs.pop(ref)
-            try:
-                data, worker = self.ray.get(ref)
-                finished.append(Finished(job[0], _record(data), worker))
-            except Exception as err:  # noqa: BLE001 - a lost node is a failed evaluation
-                finished.append(self._failed(*job, f"the Ray task failed: "
-                                             f"{type(err).__name__}: {err}"[:1000], "ray"))
-        return finished
-
-    def close(self, cancel=False):
-        if cancel:
-            for ref in list(self._refs):
-                try:
-                    self.ray.cancel(ref, force=True)
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    pass
-        self._refs.clear()
-        if self._started_ray:
-            self.ray.shutdown()
-            self._started_ray = False
+# the Ray executor lives in its own module (actors, retry policy, resources per task); it is
+# re-exported here, where the other executors are
+from .ray_executor import RayExecutor  # noqa: E402

@@ -101,7 +101,7 @@ def _aquasurf(budget, seed, context, regressor="knr", start="new_task",
               f"left out", file=sys.stderr)
     functions, coords = pool.embed()
     if background:
-        pool.start_background()
+        pool.start_background(executor=workers if hasattr(workers, "map_chunks") else None)
     return AquasurfSearch(functions, coords, regressor=regressor, start=start, budget=budget,
                           seed=seed, source=pool if background else None,
                           context={**context, "space": space, **pool.describe()}, **options)
@@ -179,11 +179,21 @@ def make_evaluator(task="mnist1d", model=None, recipe="quick", test=False, **ove
     return RecipeEvaluator(task=task, model=model, recipe=recipe, test=test, **overrides)
 
 
-def make_executor(kind="local", workers=1, ray_address=None):
+def make_executor(kind="local", workers=None, ray_address=None, **ray_options):
+    """An executor by name: ``"local"``/``"pool"`` (``workers`` processes; 1 or None: in
+    this process), ``"inprocess"``, or ``"ray"`` (a
+    :class:`~keras_actfn.search.ray_executor.RayExecutor` at ``ray_address`` with at most
+    ``workers`` evaluations in flight -- None: what the cluster's free resources hold --
+    and ``ray_options`` such as ``cpus_per_task``, ``gpus_per_task``, ``max_retries``,
+    ``data_dir``)."""
     from . import executors
 
     if kind == "ray":
-        return executors.RayExecutor(address=ray_address)
+        return executors.RayExecutor(address=ray_address, max_in_flight=workers,
+                                     **ray_options)
+    if ray_options:
+        raise ValueError(f"{', '.join(sorted(ray_options))} apply to the ray executor only")
+    workers = 1 if workers is None else workers
     if kind in ("local", "pool") and int(workers) > 1:
         return executors.LocalPoolExecutor(workers=int(workers))
     if kind not in ("local", "pool", "inprocess"):
@@ -237,14 +247,20 @@ class ProgressLine:
 
 
 def run_named_search(algorithm="pangaea", task="mnist1d", recipe="quick", model=None,
-                     budget=100, workers=1, store="runs/search.db", executor="local",
+                     budget=100, workers=None, store="runs/search.db", executor="local",
                      ray_address=None, seed=0, final_seeds=3, final_top=3,
                      baseline="relu(x)", progress=True, algorithm_options=None,
                      final_recipe=None, final_overrides=None, final_test=False,
-                     **recipe_overrides):
+                     ray_options=None, **recipe_overrides):
     """Search, then compare the best ``final_top`` functions with ``baseline`` over
     ``final_seeds`` seeds (with ``final_recipe``, e.g. the full 200-epoch schedule, when
-    given: the reranking of §4.1.2). Returns ``(summary, comparison rows)``."""
+    given: the reranking of §4.1.2). Returns ``(summary, comparison rows)``.
+
+    ``workers``: local processes (None: 1), or with ``executor="ray"`` the evaluations in
+    flight (None: what the cluster's free resources hold); ``ray_options``: more
+    :class:`~keras_actfn.search.ray_executor.RayExecutor` arguments (``cpus_per_task``,
+    ``gpus_per_task``, ``max_retries``, ``data_dir``...). On Ray, AQuaSurF's FIM features
+    are computed on the cluster too."""
     from .driver import run_search
     from .store import Store
 
@@ -256,14 +272,24 @@ def run_named_search(algorithm="pangaea", task="mnist1d", recipe="quick", model=
                "overrides": {k: recipe_overrides[k] for k in sorted(recipe_overrides)}}
     directory = os.path.dirname(os.path.abspath(store))
     os.makedirs(directory, exist_ok=True)
+    ray_options = dict(ray_options or {})
+    data_dir = (recipe_overrides.get("task_options") or {}).get("data_dir")
+    if executor == "ray" and data_dir is not None:
+        ray_options.setdefault("data_dir", data_dir)  # checked on the first worker
     with Store(store) as journal:
-        algo = make_algorithm(algorithm, budget, seed, context, store=journal, workers=workers,
-                              **(algorithm_options or {}))
+        search_pool = make_executor(executor, workers, ray_address, **ray_options)
+        try:
+            algo = make_algorithm(algorithm, budget, seed, context, store=journal,
+                                  workers=search_pool if executor == "ray" else workers or 1,
+                                  **(algorithm_options or {}))
+        except BaseException:
+            search_pool.close(cancel=True)
+            raise
         bar = ProgressLine(budget, algo.metric) if progress else None
         # a caller-given executor is not closed by run_search: the with-blocks release
         # each run's workers (process pool, Ray tasks) when it ends
         try:
-            with make_executor(executor, workers, ray_address) as pool:
+            with search_pool as pool:
                 summary = run_search(algo, evaluator, journal, executor=pool, budget=budget,
                                      seed=seed, progress=bar)
         finally:
@@ -279,7 +305,7 @@ def run_named_search(algorithm="pangaea", task="mnist1d", recipe="quick", model=
                            context=context)
             final_bar = ProgressLine(len(functions) * final_seeds, algo.metric,
                                      label="final comparison") if progress else None
-            with make_executor(executor, workers, ray_address) as pool:
+            with make_executor(executor, workers, ray_address, **ray_options) as pool:
                 run_search(final, final_evaluator, journal, executor=pool, seed=seed,
                            run_name="final", progress=final_bar)
             if final_bar is not None:
@@ -352,9 +378,17 @@ def _experiment(argv=None, *, description, algorithm, recipe, final_recipe, task
     parser.add_argument("--store", default=f"runs/{algorithm}_{get_recipe(recipe).model}_"
                                            f"{task}.db")
     parser.add_argument("--budget", type=int, default=budget)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="local processes (default 1), or Ray evaluations in flight "
+                             "(default: what the cluster's free resources hold)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
     parser.add_argument("--ray-address", default=None)
+    parser.add_argument("--cpus-per-task", type=float, default=None,
+                        help="Ray: CPUs per evaluation (default 1; also its TensorFlow "
+                             "threads)")
+    parser.add_argument("--gpus-per-task", type=float, default=None,
+                        help="Ray: GPUs per evaluation, fractions allowed (default 1 when "
+                             "the cluster has GPUs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
     parser.add_argument("--final-seeds", type=int, default=2,
@@ -367,6 +401,11 @@ def _experiment(argv=None, *, description, algorithm, recipe, final_recipe, task
                         help="tiny run on tfds mock data: 1 epoch on 256 images, 2 candidates, "
                              "WRNs at 1/8 width")
     args = parser.parse_args(argv)
+    ray_options = {key: value for key, value in (("cpus_per_task", args.cpus_per_task),
+                                                 ("gpus_per_task", args.gpus_per_task))
+                   if value is not None}
+    if ray_options and args.executor != "ray":
+        parser.error("--cpus-per-task and --gpus-per-task apply to --executor ray")
     overrides, final_overrides = {}, None
     if args.data_dir:
         overrides["task_options"] = {"data_dir": args.data_dir}
@@ -400,7 +439,7 @@ def _experiment(argv=None, *, description, algorithm, recipe, final_recipe, task
             store=args.store, executor=args.executor, ray_address=args.ray_address,
             seed=args.seed, final_seeds=args.final_seeds, final_top=args.final_top,
             algorithm_options=algorithm_options, final_recipe=final_recipe,
-            final_overrides=final_overrides, **overrides)
+            final_overrides=final_overrides, ray_options=ray_options, **overrides)
     print(summary)
     print()
     print(format_comparison(rows))

@@ -100,8 +100,13 @@ class ActivationSearch:
         store: the SQLite journal (default ``runs/<model name>_<method>.db``); the same call
             on the same store resumes.
         executor: ``"inprocess"`` (default), ``"pool"`` (``workers`` processes) or ``"ray"``
-            (``ray_address``). Workers get the model and data once, as files beside the
-            store.
+            (``ray_address``; ``workers``: evaluations in flight, None: what the cluster's
+            free resources hold). Pool workers get the model and data once, as files
+            beside the store; Ray workers get them once through Ray's object store (data
+            read from folders or tfds: the path, which every node must see).
+        ray_options: more :class:`~keras_actfn.search.ray_executor.RayExecutor`
+            arguments: ``cpus_per_task``, ``gpus_per_task`` (fractions allowed),
+            ``max_retries``, ``data_dir``...
         targets: which activations to replace: ``None`` (every hidden one; the output
             layer's softmax/sigmoid never) or names such as ``("relu",)``.
         autoinit: initialize every candidate with AutoInit (``False``: the model's own
@@ -117,7 +122,8 @@ class ActivationSearch:
     """
 
     def __init__(self, model, method="pangaea", objective=None, budget=50,
-                 store=None, *, seed=0, executor="inprocess", workers=1, ray_address=None,
+                 store=None, *, seed=0, executor="inprocess", workers=None, ray_address=None,
+                 ray_options=None,
                  targets=None, autoinit=True, param_shape="per-channel", final_top=3,
                  final_seeds=3, progress=True, loss=None, optimizer=None, metrics=None,
                  recipe=None, **method_options):
@@ -129,6 +135,12 @@ class ActivationSearch:
                                  f"{executor!r}")
         if executor == "ray":
             _require_ray()
+        if ray_options and executor != "ray":
+            raise UserInputError(f"ray_options ({', '.join(sorted(ray_options))}) apply to "
+                                 f"executor='ray'")
+        self.ray_options = dict(ray_options or {})
+        ray_workers = workers  # None on Ray: as many as the cluster holds
+        workers = 1 if workers is None else workers
         for name, value, low in (("budget", budget, 1), ("workers", workers, 1),
                                  ("final_top", final_top, 1), ("final_seeds", final_seeds, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
@@ -141,6 +153,7 @@ class ActivationSearch:
         self.user_model = UserModel(model)
         self.method, self.objective, self.budget = method, objective, int(budget)
         self.seed, self.executor, self.workers = int(seed), executor, int(workers)
+        self.ray_workers = ray_workers
         self.ray_address = ray_address
         self.targets, self.autoinit, self.param_shape = targets, bool(autoinit), param_shape
         self.final_top, self.final_seeds = int(final_top), int(final_seeds)
@@ -190,8 +203,11 @@ class ActivationSearch:
                                   recipe=self.recipe)
         evaluator.check()
         self.objective = evaluator.objective  # chosen by check() when it was None
-        if self.executor != "inprocess" and not (self.executor in ("pool", "local")
-                                                 and self.workers == 1):
+        if self.executor == "ray" and all(getattr(split, "kind", None) == "arrays"
+                                          for split in data.splits().values()):
+            pass  # arrays go to Ray's object store once, with the evaluator
+        elif self.executor != "inprocess" and not (self.executor in ("pool", "local")
+                                                   and self.workers == 1):
             where = os.path.splitext(os.path.abspath(self.store))[0] + "_data"
             evaluator = UserEvaluator(self.user_model.portable(where), data.portable(where),
                                       **_settings(evaluator))
@@ -205,9 +221,10 @@ class ActivationSearch:
     def _executor(self):
         from .runner import make_executor
 
-        kind = "local" if self.executor in ("pool", "inprocess", "local") else "ray"
+        if self.executor == "ray":
+            return make_executor("ray", self.ray_workers, self.ray_address, **self.ray_options)
         workers = 1 if self.executor == "inprocess" else self.workers
-        return make_executor(kind, workers, self.ray_address)
+        return make_executor("local", workers, self.ray_address)
 
     def _context(self):
         return {"model": self.user_model.name, "data": self.evaluator.data.name,
@@ -225,12 +242,18 @@ class ActivationSearch:
 
             options["fim"] = UserFimFeatures(evaluator, batch=options.pop("fim_batch", 128))
         with Store(self.store) as journal:
-            algo = make_algorithm(self.method, self.budget, self.seed, self._context(),
-                                  store=journal, workers=self.workers, metric=self.objective,
-                                  **options)
+            search_pool = self._executor()
+            try:  # on Ray, AQuaSurF's FIM features are computed on the cluster too
+                algo = make_algorithm(self.method, self.budget, self.seed, self._context(),
+                                      store=journal, metric=self.objective,
+                                      workers=search_pool if self.executor == "ray"
+                                      else self.workers, **options)
+            except BaseException:
+                search_pool.close(cancel=True)
+                raise
             bar = ProgressLine(self.budget, self.objective) if self.progress else None
             try:
-                with self._executor() as pool:
+                with search_pool as pool:
                     self.summary = run_search(algo, evaluator, journal, executor=pool,
                                               budget=self.budget, seed=self.seed,
                                               progress=bar, metric=self.objective)

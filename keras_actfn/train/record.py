@@ -24,6 +24,8 @@ REASONS = {
     "below_threshold": "the final validation accuracy is below the recipe's threshold V or "
                        "at chance",
     "out_of_memory": "the device or host ran out of memory",
+    "worker_crashed": "the worker process died while evaluating (segfault, killed, node "
+                      "lost), also on its retry",
     "error": "anything else went wrong (the message holds the exception)",
 }
 

@@ -146,6 +146,43 @@ def _spawn_pool(workers: int):
         max_workers=int(workers), mp_context=multiprocessing.get_context("spawn"))
 
 
+class _RayBackground:
+    """The background worker of parallel mode on Ray: chunk tasks one at a time (the paper's
+    one computing worker beside the evaluating ones), each started when the one before it
+    is collected."""
+
+    def __init__(self, executor, function):
+        self.executor, self.function = executor, function
+
+    def submit(self, chunk):
+        return self.executor.submit_chunk(self.function, chunk)
+
+    def shutdown(self, wait=True, cancel_futures=True):
+        pass
+
+
+class _Deferred:
+    """A background chunk on Ray, submitted when it reaches the head of the queue."""
+
+    def __init__(self, background, chunk):
+        self.background, self.chunk = background, chunk
+        self.future = None
+
+    def done(self) -> bool:
+        if self.future is None:
+            self.future = self.background.submit(self.chunk)
+        return self.future.done()
+
+    def result(self):
+        if self.future is None:
+            self.future = self.background.submit(self.chunk)
+        return self.future.result()
+
+    def cancel(self):
+        if self.future is not None:
+            self.future.cancel()
+
+
 class CandidatePool:
     """Unique functions, their features, and the embedding the search regresses on.
 
@@ -222,41 +259,55 @@ class CandidatePool:
         order = self.order if count is None else self.order[:max(int(count), 0)]
         return [self.texts[i] for i in order if self.texts[i] not in self.entries]
 
-    def compute(self, count: int | None = None, workers: int = 1) -> int:
+    def compute(self, count: int | None = None, workers=1) -> int:
         """Compute FIM features until the first ``count`` functions of the order (all when
-        None) have them, with ``workers`` processes (1: in this process). Returns how many
-        were computed."""
+        None) have them, with ``workers`` processes (1: in this process) or, given a
+        :class:`~keras_actfn.search.ray_executor.RayExecutor`, as Ray tasks on its cluster
+        (its resources per task -- a GPU when the cluster has them -- its width and its
+        retry policy). Returns how many were computed."""
         todo = self.missing(count)
         if not todo:
             return 0
         start, done = time.perf_counter(), 0
         chunks = [todo[i:i + self.chunk] for i in range(0, len(todo), self.chunk)]
+
+        def arrived(chunk, entries):
+            nonlocal done
+            self._add(chunk, entries)
+            done += len(chunk)
+            self._say(f"FIM features {done}/{len(todo)} ({time.perf_counter() - start:.0f} s)")
+
+        if hasattr(workers, "map_chunks"):  # a Ray executor
+            workers.map_chunks(self.fim, chunks, on_result=arrived)
+            return done
         if int(workers) <= 1:
             for chunk in chunks:
-                self._add(chunk, self.fim(chunk))
-                done += len(chunk)
-                self._say(f"FIM features {done}/{len(todo)} ({time.perf_counter() - start:.0f} s)")
+                arrived(chunk, self.fim(chunk))
             return done
         with _spawn_pool(workers) as pool:
             futures = {pool.submit(self.fim, chunk): chunk for chunk in chunks}
             import concurrent.futures  # noqa: PLC0415
             for future in concurrent.futures.as_completed(futures):
-                chunk = futures[future]
-                self._add(chunk, future.result())
-                done += len(chunk)
-                self._say(f"FIM features {done}/{len(todo)} ({time.perf_counter() - start:.0f} s)")
+                arrived(futures[future], future.result())
         return done
 
-    def start_background(self) -> None:
-        """Parallel mode: one extra process computes the remaining FIM features, chunk by
-        chunk in order, while the search runs; :meth:`poll` collects them."""
+    def start_background(self, executor=None) -> None:
+        """Parallel mode: one extra worker computes the remaining FIM features, chunk by
+        chunk in order, while the search runs; :meth:`poll` collects them. The worker is a
+        local process, or with ``executor`` (a
+        :class:`~keras_actfn.search.ray_executor.RayExecutor`) one Ray task at a time on
+        its cluster."""
         todo = self.missing()
         if not todo or self._background is not None:
             return
+        chunks = [todo[i:i + self.chunk] for i in range(0, len(todo), self.chunk)]
+        if executor is not None:
+            self._background = _RayBackground(executor, self.fim)
+            self._futures = [(chunk, _Deferred(self._background, chunk)) for chunk in chunks]
+            return
         self._background = _spawn_pool(1)
         self._futures = [(chunk, self._background.submit(self.fim, chunk))
-                         for chunk in (todo[i:i + self.chunk]
-                                       for i in range(0, len(todo), self.chunk))]
+                         for chunk in chunks]
 
     def collect(self) -> int:
         """Store the background results that are finished (in order). Returns how many."""
