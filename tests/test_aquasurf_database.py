@@ -369,6 +369,8 @@ def test_suggest_from_two_processes_never_returns_equivalent_functions(tmp_path)
     assert len(set(keys)) == 12                                      # no twins at all
     assert not set(keys) & {fingerprint_key("relu(x)"), fingerprint_key("tanh(x)")}
     db = FunctionDatabase(path, baseline_fns=(), progress=False)
+    # the workers ranked on the parent's stored embedding: UMAP was fitted once
+    assert db._read("SELECT COUNT(*) FROM afd_embeddings")[0][0] == 1
     # the workers exited without reporting: their 12 claims are released
     assert db.counts()["running_unique"] == 12
     assert db.release_stale() == 12 and db.counts()["running_unique"] == 0
@@ -378,7 +380,8 @@ def test_suggest_from_two_processes_never_returns_equivalent_functions(tmp_path)
 def test_nothing_to_suggest_says_what_to_do(tmp_path):
     db = FunctionDatabase(tmp_path / "afd.db", baseline_fns=(), progress=False)
     db.populate(functions=["relu(x)", "tanh(x)"])
-    with pytest.raises(FunctionDatabaseError, match="only 0 functions have usable features"):
+    with pytest.raises(FunctionDatabaseError, match="nothing to suggest: .*no other has "
+                                                    "usable features; run compute_fim"):
         db.suggest()
     db.close()
 

@@ -702,31 +702,44 @@ class FunctionDatabase:
                   f"{time.perf_counter() - start:.1f} s")
         return np.asarray(coords, dtype=np.float64)
 
-    def _target(self, status, value):
+    def _target(self, value):
+        """The regression target of a reported value (losses negated; None: no value)."""
         if value is None or not math.isfinite(value):
             return None
         return -float(value) if self.metric.endswith("_loss") else float(value)
 
-    def _ranking(self):
-        """Class ids to try, best first: the regression's predictions (ties: the earlier
-        class), or a random order while there is nothing to regress on."""
-        ids, coords = self.embedding()
+    def _told(self, ids):
+        """``(positions in ids, regression targets)`` of the evaluated classes among ids
+        (None where a failed run has no value)."""
         index = {c: i for i, c in enumerate(ids)}
         rows = self._read(f"SELECT id, status, {self.metric} FROM afd_classes WHERE status "
                           f"IN ('done', 'failed')")
-        told = [(index[r[0]], self._target(r[1], r[2])) for r in rows if r[0] in index]
+        return [(index[r[0]], self._target(r[2])) for r in rows if r[0] in index]
+
+    def _free(self, ids):
         busy = {r[0] for r in self._read("SELECT id FROM afd_classes WHERE status != "
                                          "'not evaluated'")}
-        free = np.array([i for i, c in enumerate(ids) if c not in busy], dtype=np.int64)
+        return np.array([i for i, c in enumerate(ids) if c not in busy], dtype=np.int64)
+
+    def _ranking(self):
+        """Class ids to try, best first: the regression's predictions (ties: the earlier
+        class), or a random order while there is nothing to regress on (no embedding is
+        fitted then)."""
+        ids = self._candidates()[0]
+        told = self._told(ids)
+        if self.regressor != "random" and any(v is not None for _, v in told):
+            ids, coords = self.embedding()
+            told = self._told(ids)
+        else:
+            coords = None
+        free = self._free(ids)
         if free.size == 0:
             return []
         known = [v for _, v in told if v is not None]
-        if self.regressor == "random" or not told or (not known and
-                                                      self.regression_model is None):
+        if coords is None or not known:
             return [ids[i] for i in self._rng.permutation(free)]
-        fill = min(known) if known else 0.0
         train = np.array([i for i, _ in told], dtype=np.int64)
-        values = np.array([fill if v is None else v for _, v in told], dtype=np.float64)
+        values = np.array([min(known) if v is None else v for _, v in told], np.float64)
         model = self.regression_model
         if model is None:
             model = make_regressor(self.regressor, random_state=self.seed)
