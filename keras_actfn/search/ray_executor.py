@@ -139,6 +139,11 @@ class EvaluationWorker:
     def ready(self) -> dict:
         return {**self.setup, "calls": self.calls}
 
+    def set_evaluator(self, evaluator):
+        """A new run on the same workers (e.g. a search's final comparison)."""
+        self.evaluator = evaluator
+        return True
+
     def check_path(self, path):
         return check_data_dir(path), socket.gethostname(), _node_ip()
 
@@ -331,9 +336,17 @@ class RayExecutor(Executor):
         else:
             self._fresh = ray.remote(max_calls=1, max_retries=0, **options)(
                 evaluate_in_fresh_process)
+        # started again (the next run of a protocol, e.g. GRAFS's final comparison): the
+        # workers it has keep TensorFlow and take the new evaluator (an actor runs its
+        # calls in order, so every later evaluation sees it)
+        self._refs.clear()
+        self._retry.clear()
+        for slot in self._slots:
+            slot.job = None
+            slot.actor.set_evaluator.remote(self._evaluator_ref)
         self._refresh(force=True)
         if self.reuse_workers:  # all workers start at once (importing TensorFlow is slow)
-            for _ in range(self._target):
+            for _ in range(self._target - len(self._slots)):
                 self._new_slot()
         if self.data_dir is not None:
             self._check_data_dir()
