@@ -699,6 +699,12 @@ def test_the_longest_printable_trees_fit_the_parsers_length_limit():
         text = str(tree)
         assert len(text) <= MAX_LENGTH
         assert parse(text) == tree
+        assert _token_count(text) <= 5 * tree.size  # within MAX_TOKENS (6 per node)
+
+
+def _token_count(text):
+    from keras_actfn.expr.parse import _Parser
+    return len(_Parser(text).tokens) - 1  # the end marker is not a token of the text
 
 
 def test_nesting_of_printed_text_within_both_parser_limits():
@@ -714,6 +720,16 @@ def test_nesting_of_printed_text_within_both_parser_limits():
         h = Apply("pow", h, X) if i % 2 else Apply("neg", h)
     assert parse(str(h)) == h
     assert MAX_NESTING == MAX_DEPTH + 1 and MAX_PREFIX == MAX_DEPTH
+    assert _token_count(str(g)) <= 5 * g.size and _token_count(str(h)) <= 5 * h.size
+
+
+def test_token_limit_stops_long_texts_early():
+    from keras_actfn.expr.parse import MAX_TOKENS
+    import time
+    start = time.perf_counter()
+    with pytest.raises(ParseError, match=f"more than {MAX_TOKENS} tokens"):
+        parse("sum_n(" + "x," * MAX_TOKENS + "x)")
+    assert time.perf_counter() - start < 5
 
 
 def _deep_tree(draw_ops, draw_leaf, depth):
@@ -749,6 +765,7 @@ def test_fuzz_deepest_trees_of_any_operators_round_trip(names, leaves):
         return
     assert parse(str(g)) == g
     assert len(str(g)) <= MAX_LENGTH
+    assert _token_count(str(g)) <= 5 * g.size
 
 
 def _recurse_then(n, fn):

@@ -40,6 +40,9 @@ MAX_PREFIX = MAX_DEPTH
 #: around it and the separator before it: ", " or " + ").
 _NODE_CHARS = max(24, 6, max(len(_ops.get(n).name) for n in _ops.ALIASES) + 2) + 2 + 3
 MAX_LENGTH = MAX_SIZE * _NODE_CHARS
+#: the most tokens: printed, a node brings at most five (a negative constant in
+#: parentheses and the separator before it: ``, (-2)``); one more per node for slack.
+MAX_TOKENS = 6 * MAX_SIZE
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
@@ -94,6 +97,9 @@ class _Parser:
                 raise ParseError(f"unexpected character {text[bad]!r}", text, bad,
                                  "a number, a name, an operator or a parenthesis")
             kind = m.lastgroup
+            if len(self.tokens) >= MAX_TOKENS:
+                raise ParseError(f"expression of more than {MAX_TOKENS} tokens", text,
+                                 m.start(kind), "a smaller expression")
             self.tokens.append((kind, m.group(kind), m.start(kind)))
             pos = m.end()
         self.tokens.append(("end", "", len(text)))
@@ -228,9 +234,14 @@ class _Parser:
         self.take()  # '('
         self.enter(pos)
         args = [self.expr()]
+        size = 1 + args[0].size
         while self.peek()[1] == "," and self.peek()[0] == "op":
             self.take()
             args.append(self.expr())
+            size += args[-1].size
+            if size > MAX_SIZE:  # say so now, not after reading every input
+                raise ParseError(f"expression larger than {MAX_SIZE} nodes", self.text, pos,
+                                 "a smaller expression")
         self.expect(")", f"',' or ')' to close the call of {name!r}")
         self.nesting -= 1
         op = _ops.get(name)
