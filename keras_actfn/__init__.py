@@ -31,6 +31,7 @@ _EXPORTS = {
     "SurgeryError": ".surgery", "find_activation_sites": ".surgery",
     "replace_activations": ".surgery",
     "ActivationSearch": ".search.user",
+    "AutoInit": ".autoinit", "AutoInitVisualizer": ".autoinit",
     "keras_description": (".backend", "describe"),
 }
 

@@ -1,5 +1,6 @@
 """AutoInitVisualizer (predicted vs empirical signal propagation) and ``keras-actfn autoinit``."""
 
+import math
 import re
 import warnings
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from keras_actfn.autoinit import AutoInitVisualizer
-from keras_actfn.autoinit.visualize import GID_EMPIRICAL, GID_PREDICTED, GID_TARGET, INITS
+from keras_actfn.autoinit.visualize import (GID_EMPIRICAL, GID_PRE_EMPIRICAL, GID_PRE_PREDICTED,
+                                           GID_PREDICTED, GID_TARGET, INITS)
 from keras_actfn.backend import keras
 from keras_actfn.cli import main
 from keras_actfn.models import resnet_v1
@@ -218,5 +220,105 @@ def test_cli_errors_exit_2(tmp_path, capsys, case):
             "bad_variance": [str(src), "-o", out, "--signal-variance", "0"]}[case]
     assert main(["autoinit"] + argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("keras-actfn autoinit: error:") and "Traceback" not in err
+    # the last line is the error (argparse's range errors print the usage above it)
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("keras-actfn autoinit: error:") and "Traceback" not in err
     assert not (tmp_path / "out.keras").exists()
+
+
+# ------------------------------------------- pre-activation of weighted layers (issue 15)
+def fused_mlp():
+    """Weighted layers with their own activation=: their output is not what AutoInit sets."""
+    inputs = keras.Input((32,), name="x")
+    h = inputs
+    for i in range(3):
+        h = keras.layers.Dense(64, activation="relu", name=f"relu_dense_{i}")(h)
+    h = keras.layers.Dropout(0.2, name="dropout")(h)
+    h = keras.layers.Dense(48, activation="tanh", name="tanh_dense")(h)
+    outputs = keras.layers.Dense(10, activation="softmax", name="softmax_logits")(h)
+    return keras.Model(inputs, outputs, name="fused")
+
+
+@pytest.fixture(scope="module")
+def fused(tmp_path_factory):
+    keras.utils.set_random_seed(1)
+    path = tmp_path_factory.mktemp("viz") / "fused.png"
+    viz = AutoInitVisualizer()
+    result = viz.visualize(fused_mlp(), path=str(path), samples=256, seed=3)
+    return {"viz": viz, "result": result, "path": path}
+
+
+def numpy_pre_activation(model, name, x):
+    layer = model.get_layer(name)
+    h = np.asarray(keras.Model(model.inputs, layer.input)(x, training=True), dtype=np.float64)
+    w, b = (np.asarray(v, dtype=np.float64) for v in layer.get_weights())
+    return h @ w + b
+
+
+def test_pre_activation_prediction_matches_monte_carlo(fused):
+    """At every weighted layer the plotted prediction of the linear part (before the
+    layer's own activation) agrees with ``x @ W + b`` measured by NumPy on 4,000 fresh
+    Gaussian inputs -- for AutoInit (variance 1 = the target) and for the model as given."""
+    result, viz = fused["result"], fused["viz"]
+    weighted = result["weighted"]
+    assert weighted.tolist() == [True, True, True, False, True, True]
+    np.testing.assert_allclose(result["autoinit_predicted_pre_var"][weighted], 1.0, rtol=1e-9)
+    assert np.all(np.isnan(result["autoinit_empirical_pre_var"][~weighted]))
+    x = np.random.default_rng(11).standard_normal((4000, 32)).astype("float32")
+    names = list(result["layers"])
+    for init in INITS:
+        model = viz.models[init]
+        for i in np.flatnonzero(weighted):
+            z = numpy_pre_activation(model, names[i], x)
+            sd = math.sqrt(z.var())
+            assert result[f"{init}_predicted_pre_var"][i] == pytest.approx(z.var(), rel=0.2), \
+                (init, names[i])
+            assert abs(result[f"{init}_predicted_pre_mean"][i] - z.mean()) < 0.25 * sd
+            # the plot's own measurement (256 samples, through the layer's linear twin)
+            assert result[f"{init}_empirical_pre_var"][i] == pytest.approx(z.var(), rel=0.2)
+    # the output after relu is what the filled markers used to show: well below target
+    relu = [i for i, n in enumerate(names) if n.startswith("relu_dense")]
+    assert np.all(result["autoinit_empirical_var"][relu] < 0.6)
+
+
+def _drawn_y_labels(ax, renderer):
+    """y tick labels of ticks inside the view (matplotlib keeps, but does not draw, others)."""
+    frame = ax.get_window_extent(renderer)
+    for label in ax.get_yticklabels():
+        box = label.get_window_extent(renderer)
+        if frame.y0 - 1 <= (box.y0 + box.y1) / 2 <= frame.y1 + 1:
+            yield label
+
+
+def _boxes_overlap(a, b):
+    return a.x0 < b.x1 - 1 and b.x0 < a.x1 - 1 and a.y0 < b.y1 - 1 and b.y0 < a.y1 - 1
+
+
+def test_signal_plot_legend_names_and_no_overlapping_text(fused):
+    fig = fused["viz"].plot(fused["result"], title="fused")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax_mean, ax_var = fig.axes[:2]
+    names = list(fused["result"]["layers"])
+    for ax in (ax_mean, ax_var):
+        assert [t.get_text() for t in ax.get_xticklabels()] == names
+        gids = {line.get_gid() for line in ax.lines}
+        for init in INITS:
+            assert {GID_PRE_PREDICTED.format(init), GID_PRE_EMPIRICAL.format(init),
+                    GID_PREDICTED.format(init), GID_EMPIRICAL.format(init)} <= gids
+    legend = fig.legends[0]
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert any("pre-activation" in t and "filled" in t for t in labels)
+    assert any("target" in t and "pre-activation" in t for t in labels)
+    assert any(t.startswith("hollow") for t in labels) and "AutoInit" in labels
+    texts = [fig._suptitle] + [t for ax in (ax_mean, ax_var) for t in
+                               [ax.title, ax.xaxis.label, ax.yaxis.label,
+                                *ax.get_xticklabels(), *_drawn_y_labels(ax, renderer)]]
+    boxes = [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text()]
+    boxes.append(legend.get_window_extent(renderer))
+    width, height = fig.canvas.get_width_height()
+    for i, a in enumerate(boxes):
+        assert a.x0 >= -1 and a.y0 >= -1 and a.x1 <= width + 1 and a.y1 <= height + 1
+        for b in boxes[i + 1:]:
+            assert not _boxes_overlap(a, b), (a, b)
+    assert fused["path"].read_bytes()[:8] == PNG_SIGNATURE

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..backend import KERAS3, keras, tf
 from . import estimators
-from .moments import ChannelMoments, Moments
+from . import compat
+from .moments import ChannelMoments, Moments, with_source
 from .weights import check_distribution, sample
 
 
@@ -36,6 +37,8 @@ class Record:
     outputs: list
     initialized: bool = False
     method: str = "analytic"
+    #: weighted layers: moments of the linear part (before the layer's own ``activation=``)
+    pre: Any = None
 
 
 @dataclass
@@ -49,6 +52,8 @@ class Context:
     center: bool = False
     match_draw: bool = True
     mc_samples: int = 100_000
+    recurrent_samples: int | None = None  # sequences per recurrent Monte Carlo batch
+    estimator_config: dict = field(default_factory=dict)
     custom: dict = field(default_factory=dict)
     initialized: set = field(default_factory=set)
     warned: set = field(default_factory=set)
@@ -99,13 +104,24 @@ class AutoInit:
         model = AutoInit().initialize_model(model)
 
     Args:
-        weight_init_config: ``{"distribution": "truncated_normal" | "normal" | "uniform" |
-            "orthogonal"}`` (the published package's form); ``distribution=`` is the same.
+        weight_init_config: the published package's options, every key optional:
+            ``distribution`` (``"truncated_normal"``, ``"untruncated_normal"`` (=
+            ``"normal"``), ``"uniform"``, ``"orthogonal"``), ``constrain_weights``
+            (attach a :class:`~keras_actfn.autoinit.compat.CenteredUnitNorm` constraint
+            keeping each initialized kernel's mean 0 and scale during training),
+            ``monte_carlo_samples`` (elements per Monte Carlo estimate; ``mc_samples=``)
+            and ``recurrent_monte_carlo_samples`` (sequences per recurrent estimate).
+            Unknown keys raise, listing the known ones.
         input_data_mean, input_data_var: moments of the model's inputs; scalars, or one per
             model input (a list).
-        custom_distribution_estimators: ``{LayerClass: fn(layer, inputs, ctx)}``; the rule
-            also applies to subclasses. See :mod:`keras_actfn.autoinit.estimators`.
+        custom_distribution_estimators: ``{LayerClass: rule}`` where a rule is our
+            function ``fn(layer, inputs, ctx) -> Moments`` or the published package's
+            estimator class (a subclass of
+            :class:`~keras_actfn.autoinit.compat.LayerOutputDistributionEstimator`,
+            ``estimate(means_in, vars_in) -> (mean, var)``). A rule also applies
+            to subclasses. See :mod:`keras_actfn.autoinit.estimators`.
         signal_variance: target output variance of every weighted layer (§5.4).
+        distribution: same as ``weight_init_config["distribution"]``.
         center_activations: AutoInit++ (§5.11): every ``CustomActivation`` subtracts its
             Gaussian mean (set in place: ``layer.center = True``).
         keep: names (or layer objects) of layers whose weights stay as they are (pretrained,
@@ -116,25 +132,31 @@ class AutoInit:
             each drawn kernel by one scalar so that this draw -- not only the average over
             draws -- gives output variance ``signal_variance`` (see docs/autoinit.md).
             ``False``: the published package's behaviour (variance right in expectation).
+        mc_samples: element budget of every Monte Carlo estimate.
     """
 
     def __init__(self, weight_init_config=None, input_data_mean=0.0, input_data_var=1.0,
                  custom_distribution_estimators=None, signal_variance=1.0, *,
                  distribution=None, center_activations=False, keep=(), seed=None,
                  match_draw=True, mc_samples=100_000):
-        config = dict(weight_init_config or {})
-        unknown = set(config) - {"distribution"}
-        if unknown:
-            raise AutoInitError(f"weight_init_config keys must be 'distribution'; got {unknown}")
-        self.distribution = check_distribution(distribution or config.get("distribution",
-                                                                          "truncated_normal"))
+        try:
+            config = compat.check_weight_init_config(weight_init_config)
+            self.distribution = check_distribution(distribution or config["distribution"])
+        except ValueError as err:
+            raise AutoInitError(str(err)) from None
+        config["distribution"] = self.distribution
+        self.weight_init_config = config
         self.input_data_mean = input_data_mean
         self.input_data_var = input_data_var
-        self.custom = dict(custom_distribution_estimators or {})
-        for cls, fn in self.custom.items():
-            if not isinstance(cls, type) or not callable(fn):
+        self.custom = {}
+        for cls, rule in dict(custom_distribution_estimators or {}).items():
+            if not isinstance(cls, type) or not callable(rule):
                 raise AutoInitError("custom_distribution_estimators maps layer classes to "
-                                    f"callables; got {cls!r}: {fn!r}")
+                                    "rule functions or LayerOutputDistributionEstimator "
+                                    f"classes; got {cls!r}: {rule!r}")
+            self.custom[cls] = compat.class_rule(rule) if compat.is_estimator_class(rule) \
+                else rule
+        self.custom_distribution_estimators = dict(custom_distribution_estimators or {})
         signal_variance = float(signal_variance)
         if not (signal_variance > 0 and math.isfinite(signal_variance)):
             raise AutoInitError(f"signal_variance must be positive and finite, got "
@@ -144,31 +166,80 @@ class AutoInit:
         self.keep = set(keep)
         self.seed = seed
         self.match_draw = bool(match_draw)
-        self.mc_samples = int(mc_samples)
+        self.mc_samples = int(config["monte_carlo_samples"] or mc_samples)
+        self.recurrent_samples = config["recurrent_monte_carlo_samples"]
+        self.constrain_weights = bool(config["constrain_weights"])
         self.records: list[Record] = []
+        self.model = None
+        self.mean_var_estimates: dict = {}
 
     # -----------------------------------------------------------------------------------
     def initialize_model(self, model, return_estimates=False, custom_objects=None):
         """Set the weights of ``model`` in place and return it.
 
-        ``model`` may also be a path to a saved model (loaded with ``custom_objects``).
-        With ``return_estimates=True`` returns ``(model, estimates)`` where ``estimates``
-        maps each layer name to the :class:`Moments` of its (last) output.
+        ``model`` is a Keras model (changed in place and returned), or, as in the published
+        package, a model config dict (``model.get_config()``) or JSON string
+        (``model.to_json()``), from which a new model is built with ``custom_objects``. A
+        string that does not parse as a JSON object is a path: a saved model
+        (``.keras``, ``.h5``, SavedModel) or a ``.json`` file.
+
+        With ``return_estimates=True`` returns ``(model, estimates)``: ``estimates`` maps
+        every layer name (input layers included) to the :class:`Moments` ``(mean, var)``
+        of its output (a list of them for layers with several outputs).
         """
-        if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-            model = keras.models.load_model(model, custom_objects=custom_objects)
+        model = load_model_argument(model, custom_objects, "initialize_model")
         estimators.load_all()
         ctx = Context(self.signal_variance, self.distribution, np.random.default_rng(self.seed),
                       self.keep, self.center_activations, match_draw=self.match_draw,
-                      mc_samples=self.mc_samples, custom=self.custom)
+                      mc_samples=self.mc_samples, recurrent_samples=self.recurrent_samples,
+                      estimator_config=dict(self.weight_init_config), custom=self.custom)
         self.records = []
+        graph = graph_of(model)
         inputs = _input_moments(model, self.input_data_mean, self.input_data_var)
         outputs = propagate(model, inputs, ctx, self.records)
         estimates = {}
+        for tensor, m in zip(graph.inputs, inputs):
+            name = _input_layer_name(tensor)
+            if name is not None:
+                estimates[name] = m
         for rec in self.records:
             estimates[rec.layer] = rec.outputs[0] if len(rec.outputs) == 1 else rec.outputs
+        if self.constrain_weights:
+            for layer in _initialized_layers(model, ctx):
+                compat.attach_constraint(layer)
         self.output_moments = outputs
+        self.model, self.mean_var_estimates = model, estimates
         return (model, estimates) if return_estimates else model
+
+
+def load_model_argument(model, custom_objects=None, who="initialize_model"):
+    """A Keras model from a model, a config dict, a JSON string or a path (one-line errors)."""
+    try:
+        return compat.resolve_model(model, custom_objects, who)[0]
+    except compat.ModelInputError as err:
+        raise AutoInitError(str(err)) from None
+
+
+def _input_layer_name(tensor):
+    history = getattr(tensor, "_keras_history", None)
+    layer = getattr(history, "operation", None) or getattr(history, "layer", None)
+    if layer is None and history is not None:
+        layer = history[0]
+    return getattr(layer, "name", None)
+
+
+def _initialized_layers(model, ctx):
+    seen = set()
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, keras.Model):
+            stack.extend(layer.layers)
+        if id(layer) in ctx.initialized:
+            yield layer
 
 
 def _input_moments(model, mean, var):
@@ -289,10 +360,14 @@ def _settle(moments, tensor, inputs) -> Moments:
     """Per-channel moments survive only when an estimator made them for this tensor's last
     axis; a rule that passes its input through unchanged (shape layers, identity ops) may
     have moved the channels, so its output keeps the aggregate only."""
-    if isinstance(moments, ChannelMoments) and not any(moments is m for m in inputs):
+    own = not any(moments is m for m in inputs)
+    if isinstance(moments, ChannelMoments) and own:
         shape = tuple(tensor.shape)
         if shape and shape[-1] == moments.channels:
             return moments
+    source = getattr(moments, "source", None)
+    if source is not None and own:  # the law of an elementwise function (max pooling)
+        return with_source(Moments(float(moments.mean), float(moments.var)), *source)
     return Moments(float(moments.mean), float(moments.var))
 
 

@@ -33,6 +33,36 @@ class Moments(NamedTuple):
         return self
 
 
+class SourcedMoments(Moments):
+    """Aggregate moments of ``fn(X)``, ``X`` Gaussian, that remember ``source = (fn, pre)``.
+
+    Two moments do not fix a distribution: the maximum of K rectified Gaussians is not the
+    maximum of K Gaussians with the same mean and variance. Elementwise activations attach
+    their function and Gaussian input moments so max pooling can use the real law.
+    """
+
+    source = None
+
+
+def with_source(moments: Moments, fn, pre: Moments) -> Moments:
+    """``moments`` remembering that they are those of ``fn(X)``, ``X ~ pre`` (Gaussian).
+
+    When ``pre`` itself is ``g(Z)`` with ``Z`` Gaussian, the law is ``fn(g(Z))``."""
+    inner = getattr(pre, "source", None)
+    if inner is not None:
+        g, pre = inner
+        outer = fn
+
+        def fn(x, rows=None):
+            return outer(np.asarray(g(x), dtype=np.float32))
+    if isinstance(moments, ChannelMoments):
+        moments.source = (fn, pre)
+        return moments
+    out = SourcedMoments(float(moments.mean), float(moments.var))
+    out.source = (fn, pre)
+    return out
+
+
 class ChannelMoments(Moments):
     """Moments that also know each channel's (mean, variance) along the last axis.
 
@@ -53,6 +83,9 @@ class ChannelMoments(Moments):
     """
 
     mean_map = None
+    source = None  # see SourcedMoments
+    covariance = None  # of the channels, when a Monte Carlo sample gave them
+    sample = None  # that sample (batch axis first)
 
     @classmethod
     def from_map(cls, mean_map, local_variances) -> "ChannelMoments":
@@ -188,3 +221,71 @@ def max_of_normals(k: int) -> tuple:
     e1 = float(np.dot(w * factor, z))
     e2 = float(np.dot(w * factor, z * z))
     return e1, e2
+
+
+_LAW_GRID_POINTS = 2001
+_LAW_MAX_CHANNELS = 512  # wider: one Gaussian with the aggregate moments
+
+
+@functools.lru_cache(maxsize=1)
+def _law_grid():
+    z, w = _simpson_normal(8.0, _LAW_GRID_POINTS)
+    return z, w / w.sum()
+
+
+def max_of_transformed(fn, pre: Moments, window_sizes: dict) -> Moments:
+    """Moments of ``max(fn(X_1), ..., fn(X_K))`` for i.i.d. ``X_i ~ pre`` (Gaussian), mixed
+    over window sizes ``{K: fraction}``.
+
+    The law of ``fn(X)`` is discretized on a quadrature grid (values sorted, cumulative
+    probabilities F); the maximum of K draws puts mass ``F_i^K - F_(i-1)^K`` on the i-th
+    value. Exact up to the grid for any elementwise ``fn``, monotone or not. Per-channel
+    ``pre`` (:class:`ChannelMoments`) gives per-channel output moments.
+    """
+    z, w = _law_grid()
+    per_channel = isinstance(pre, ChannelMoments) and pre.channels <= _LAW_MAX_CHANNELS
+    if per_channel:
+        means, variances = pre.means, pre.variances
+    else:
+        means, variances = np.array([float(pre.mean)]), np.array([max(float(pre.var), 0.0)])
+    x = means[:, None] + np.sqrt(np.maximum(variances, 0.0))[:, None] * z[None, :]
+    with np.errstate(all="ignore"):
+        y = np.asarray(fn(x.astype(np.float32)), dtype=np.float64)
+    y = np.broadcast_to(y, x.shape)
+    order = np.argsort(y, axis=1)
+    ys = np.take_along_axis(y, order, axis=1)
+    cdf = np.clip(np.cumsum(w[order], axis=1), 0.0, 1.0)
+    total = sum(window_sizes.values())
+    m1 = np.zeros(len(means))
+    m2 = np.zeros(len(means))
+    for k, p in window_sizes.items():
+        top = cdf ** int(k)
+        mass = np.diff(np.concatenate([np.zeros((len(means), 1)), top], axis=1), axis=1)
+        m1 += p / total * (mass * ys).sum(axis=1)
+        m2 += p / total * (mass * ys * ys).sum(axis=1)
+    if per_channel:
+        return ChannelMoments(m1, np.maximum(m2 - m1 * m1, 0.0))
+    return Moments(float(m1[0]), max(float(m2[0] - m1[0] ** 2), 0.0))
+
+
+_MAX_COVARIANCE_UNITS = 1024
+_MAX_SAMPLE_ELEMENTS = 2_000_000
+
+
+def moments_of_sample(y: np.ndarray) -> Moments:
+    """Per-unit (last axis) moments of a Monte Carlo sample ``y`` (batch axis first).
+
+    Attached: ``covariance`` of the units (a Dense layer drawn on correlated inputs fits
+    ``w' S w``, not ``sum w^2 var``) and the ``sample`` itself, so shape layers (Flatten,
+    Reshape...) downstream can be run on it and keep both.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim < 2 or y.shape[-1] < 2:
+        return Moments(float(y.mean()), float(y.var()))
+    flat = y.reshape(-1, y.shape[-1])
+    out = ChannelMoments(flat.mean(axis=0), flat.var(axis=0))
+    if flat.shape[-1] <= _MAX_COVARIANCE_UNITS and flat.shape[0] > flat.shape[-1]:
+        out.covariance = np.cov(flat, rowvar=False, bias=True)
+    if y.size <= _MAX_SAMPLE_ELEMENTS:
+        out.sample = y
+    return out

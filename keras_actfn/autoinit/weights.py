@@ -5,7 +5,7 @@ requested ``variance`` (in expectation), so AutoInit's formulas hold whichever i
 
 * ``truncated_normal`` (default): N(0, s^2) cut at +-2s, with s enlarged by 1/0.8796 so the
   truncation does not shrink the variance.
-* ``normal``: N(0, variance).
+* ``normal`` (the published package's ``untruncated_normal``): N(0, variance).
 * ``uniform``: U(-a, a) with a = sqrt(3 * variance).
 * ``orthogonal``: the kernel reshaped to (fan_in, fan_out) gets orthonormal columns (or rows),
   scaled so the mean squared element equals ``variance``.
@@ -26,10 +26,12 @@ _TRUNC_STD = math.sqrt(1.0 - 4.0 * math.exp(-2.0) / math.sqrt(2.0 * math.pi)
 
 def check_distribution(name: str) -> str:
     name = str(name).lower().replace("-", "_")
-    aliases = {"truncnorm": "truncated_normal", "gaussian": "normal", "orthogonal": "orthogonal"}
+    aliases = {"truncnorm": "truncated_normal", "gaussian": "normal",
+               "untruncated_normal": "normal"}
     name = aliases.get(name, name)
     if name not in DISTRIBUTIONS:
-        raise ValueError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}; got {name!r}")
+        raise ValueError("distribution must be one of truncated_normal, untruncated_normal "
+                         f"(= normal), uniform, orthogonal; got {name!r}")
     return name
 
 

@@ -16,7 +16,8 @@ import numpy as np
 from ...backend import keras, tf
 from ...expr import evaluate
 from ...layers import CustomActivation
-from ..moments import ChannelMoments, Moments, gaussian_expect, gaussian_expect_channels
+from ..moments import (ChannelMoments, Moments, gaussian_expect, gaussian_expect_channels,
+                       with_source)
 from . import register
 
 _NOT_ELEMENTWISE = {"softmax", "log_softmax"}
@@ -42,9 +43,10 @@ def activation_moments(act, moments: Moments, ctx) -> Moments:
         return moments
     if name in _NOT_ELEMENTWISE:
         return _softmax_like(act, moments.aggregate() if _tracked(moments) else moments, ctx)
+    fn = _tf_on_numpy(act)
     if _tracked(moments):
-        return _per_channel(_tf_on_numpy(act), moments)
-    return _callable_moments(act, moments.mean, moments.var)
+        return with_source(_per_channel(fn, moments), fn, moments)
+    return with_source(_callable_moments(act, moments.mean, moments.var), fn, moments)
 
 
 _MAP_POINTS = 65  # mean values at which a map's expectations are tabulated
@@ -136,9 +138,16 @@ def _custom_moments(layer: CustomActivation, moments, ctx):
     if layer.built:
         params = {name: np.asarray(w.numpy(), dtype=np.float64) for name, w in
                   layer._slots.items()}
+    if all(p.size == 1 for p in params.values()):  # one law for every element
+        scalars = {k: float(p.reshape(-1)[0]) for k, p in params.items()}
+        fn = _expr_function(layer.fn, tuple(sorted(scalars.items())), float(layer.shift),
+                            layer.clip)
+    else:
+        fn = None
     if _tracked(moments) and all(p.ndim == 0 or p.shape == (moments.channels,)
                                  for p in params.values()):
-        return _custom_channel_moments(layer, moments, params)
+        out = _custom_channel_moments(layer, moments, params)
+        return out if fn is None else with_source(out, fn, moments)
     moments = moments.aggregate() if isinstance(moments, ChannelMoments) else moments
     params = {name: p.reshape(-1) for name, p in params.items()}
     size = max([p.size for p in params.values()] + [1])
@@ -153,7 +162,19 @@ def _custom_moments(layer: CustomActivation, moments, ctx):
         m1 += m.mean
         m2 += m.var + m.mean * m.mean
     m1, m2 = m1 / len(picks), m2 / len(picks)
-    return Moments(m1, max(m2 - m1 * m1, 0.0))
+    out = Moments(m1, max(m2 - m1 * m1, 0.0))
+    return out if fn is None else with_source(out, fn, moments)
+
+
+def _expr_function(expr, params, shift, clip):
+    """The NumPy form of a CustomActivation with scalar parameters (for laws, not moments)."""
+    values = dict(params)
+
+    def numpy_fn(x, rows=None):
+        y = evaluate(expr, np.asarray(x, dtype=np.float64), values) - shift
+        return np.clip(y, -clip, clip) if clip is not None else y
+
+    return numpy_fn
 
 
 def _custom_channel_moments(layer, moments, params):
@@ -194,9 +215,10 @@ def _parameter_free_layer(layer, inputs, ctx):
     if layer.weights:  # e.g. PReLU: parameters per neuron -> Monte Carlo on the layer
         from .fallback import monte_carlo
         return monte_carlo(layer, inputs, ctx)
+    fn = _tf_on_numpy(layer)
     if _tracked(inputs[0]):
-        return _per_channel(_tf_on_numpy(layer), inputs[0])
-    return _callable_moments(layer, inputs[0].mean, inputs[0].var)
+        return with_source(_per_channel(fn, inputs[0]), fn, inputs[0])
+    return with_source(_callable_moments(layer, inputs[0].mean, inputs[0].var), fn, inputs[0])
 
 
 register(*[getattr(keras.layers, n, None) for n in

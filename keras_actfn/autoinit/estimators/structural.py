@@ -57,7 +57,8 @@ import math
 import numpy as np
 
 from ...backend import KERAS3, keras, tf
-from ..moments import ChannelMoments, Moments, channel_arrays, max_of_normals, quadrature_grid
+from ..moments import (ChannelMoments, Moments, channel_arrays, max_of_normals,
+                       max_of_transformed, moments_of_sample, quadrature_grid)
 from . import register
 
 L = keras.layers
@@ -165,6 +166,9 @@ def dropout(layer, inputs, ctx):
         return m
     if rate >= 1.0:
         return Moments(0.0, 0.0)
+    if isinstance(m, ChannelMoments):  # per channel: a draw's unit offsets stay tracked
+        means, variances = m.means, m.variances
+        return ChannelMoments(means, (variances + rate * means * means) / (1.0 - rate))
     return Moments(m.mean, m.second / (1.0 - rate) - m.mean * m.mean)
 
 
@@ -298,7 +302,17 @@ def max_pooling(layer, inputs, ctx):
     standard normals`` (a mixture over border window sizes with ``padding="same"``)."""
     m = inputs[0]
     dist = _pool_dist(layer, ctx)
-    return _max_moments(m, dist) if dist else m
+    if not dist:
+        return m
+    source = getattr(m, "source", None)
+    if source is not None and _channels_last_pool(layer):  # the real law of the input
+        _set_method(ctx, "analytic (input law)")
+        return max_of_transformed(source[0], source[1], dist)
+    return _max_moments(m, dist)
+
+
+def _channels_last_pool(layer):
+    return getattr(layer, "data_format", "channels_last") != "channels_first"
 
 
 def _global_k(layer, ctx):
@@ -335,7 +349,13 @@ def global_max_pooling(layer, inputs, ctx):
     """Maximum of K i.i.d. normals, K the product of the pooled (spatial) axes."""
     m = inputs[0]
     k = _global_k(layer, ctx)
-    return m if not k else _max_moments(m, {k: 1.0})
+    if not k:
+        return m
+    source = getattr(m, "source", None)
+    if source is not None and _channels_last_pool(layer):
+        _set_method(ctx, "analytic (input law)")
+        return max_of_transformed(source[0], source[1], {k: 1.0})
+    return _max_moments(m, {k: 1.0})
 
 
 # ------------------------------------------------------------------------ normalization
@@ -696,7 +716,18 @@ def _shape_list(ctx, n):
 
 # ------------------------------------------------------------------- shape and padding
 def _identity(layer, inputs, ctx):
-    """Eq. 5.25: rearranging or repeating i.i.d. elements leaves their moments unchanged."""
+    """Eq. 5.25: rearranging or repeating i.i.d. elements leaves their moments unchanged.
+
+    Inputs that carry a Monte Carlo sample (recurrent layers: correlated, unequal units)
+    have the layer run on that sample, so the units' covariance follows the new layout.
+    """
+    sample = getattr(inputs[0], "sample", None)
+    if sample is not None and len(inputs) == 1:
+        try:
+            out = layer(tf.constant(sample.astype("float32")))
+        except Exception:  # noqa: BLE001 - a layout the sample does not fit: moments only
+            return inputs[0]
+        return moments_of_sample(np.asarray(out, dtype=np.float64))
     return inputs[0]
 
 

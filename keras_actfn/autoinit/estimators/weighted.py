@@ -121,12 +121,20 @@ def init_linear(layer, kernel, fan_in: int, inputs: Moments, ctx, bias=None,
         else (lambda k: k.reshape(-1, shape[-1]))
     mean_map = _mean_map_rule(layer, kind, inputs, ctx, channels_last)
 
+    covariance = getattr(inputs, "covariance", None)
+    if kind != "dense" or covariance is None or covariance.shape != (shape[0], shape[0]):
+        covariance = None
+
     def moments_of(value, b):
         if mean_map is not None:  # exact means per position; local variances as usual
             local = (row[0], _local_rows(inputs, row, kind, shape))
             _, variances = unit_moments(columns_of(value), b, local, coverage)
             return ChannelMoments.from_map(mean_map(value, b), variances)
-        return ChannelMoments(*unit_moments(columns_of(value), b, row, coverage, fractions))
+        means, variances = unit_moments(columns_of(value), b, row, coverage, fractions)
+        if covariance is not None:  # correlated inputs (recurrent units): w' S w per unit
+            cols = np.asarray(columns_of(value), dtype=np.float64)
+            variances = np.einsum("ij,ik,kj->j", cols, covariance, cols)
+        return ChannelMoments(means, variances)
 
     if ctx.should_initialize(layer):
         _draw(layer, kernel, fan_in, inputs, ctx, bias, coverage)
@@ -282,6 +290,15 @@ def _tap_fractions(layer, ctx):
                          getattr(layer, "data_format", "channels_last") == "channels_first")
 
 
+def fused_activation(act, pre: Moments, ctx) -> Moments:
+    """Apply a weighted layer's own ``activation=`` to its linear part ``pre``, noting
+    ``pre`` on the run's record (what the signal plot compares with the target)."""
+    record = getattr(ctx, "record", None)
+    if record is not None and getattr(record, "pre", None) is None:
+        record.pre = Moments(float(pre.mean), float(pre.var))
+    return activation_moments(act, pre, ctx)
+
+
 def _channels_last(layer) -> bool:
     return getattr(layer, "data_format", "channels_last") != "channels_first"
 
@@ -294,7 +311,7 @@ def _bias(layer):
 def dense(layer, inputs, ctx):
     fan_in = int(layer.kernel.shape[0])
     pre = init_linear(layer, layer.kernel, fan_in, inputs[0], ctx, _bias(layer), kind="dense")
-    return activation_moments(layer.activation, pre, ctx)
+    return fused_activation(layer.activation, pre, ctx)
 
 
 def _conv(layer, inputs, ctx):
@@ -303,7 +320,7 @@ def _conv(layer, inputs, ctx):
     pre = init_linear(layer, kernel, fan_in, inputs[0], ctx, _bias(layer), kind="conv",
                       coverage=_conv_coverage(layer, ctx), groups=int(getattr(layer, "groups", 1)),
                       channels_last=_channels_last(layer), taps=_tap_fractions(layer, ctx))
-    return activation_moments(layer.activation, pre, ctx)
+    return fused_activation(layer.activation, pre, ctx)
 
 
 register(keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)(_conv)
@@ -315,7 +332,7 @@ def _depthwise(layer, inputs, ctx):
     pre = init_linear(layer, kernel, fan_in, inputs[0], ctx, _bias(layer), kind="depthwise",
                       coverage=_conv_coverage(layer, ctx), channels_last=_channels_last(layer),
                       taps=_tap_fractions(layer, ctx))
-    return activation_moments(layer.activation, pre, ctx)
+    return fused_activation(layer.activation, pre, ctx)
 
 
 register(getattr(keras.layers, "DepthwiseConv1D", None),
