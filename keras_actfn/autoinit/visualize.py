@@ -388,7 +388,7 @@ class AutoInitVisualizer:
                 ax.set_xticklabels([_short_name(n) for n in names[::every]], rotation=60,
                                    ha="right", rotation_mode="anchor", fontsize=6)
                 ax.set_xlabel("layer (topological order" + (
-                    f", every {every}th named)" if every > 1 else ")"), fontsize="small")
+                    f", every {_ordinal(every)} named)" if every > 1 else ")"), fontsize="small")
             else:
                 ax.set_xlabel("layer (topological order)", fontsize="small")
         handles = [Line2D([], [], color=_COLOURS[i], linewidth=2.5, label=_LABELS[i])
@@ -413,6 +413,11 @@ class AutoInitVisualizer:
         if path is not None:
             fig.savefig(path)
         return fig
+
+
+def _ordinal(n):
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _check_ylim(value, name):
