@@ -175,17 +175,72 @@ def _format_number(value: float) -> str:
     return repr(float(value)) if not math.isfinite(value) else f"{value:.10g}"
 
 
+# ------------------------------------------------------------ numeric flag types
+# Every numeric flag of every command takes one of these as its argparse ``type``: a value
+# out of range is a usage error naming the flag (exit 2) before anything runs or is
+# created, and 0 is never mistaken for "not given".
+def _int_type(minimum, maximum=None, what=None):
+    what = what or ("a positive integer" if minimum == 1 else "an integer >= 0"
+                    if minimum == 0 else f"an integer >= {minimum}")
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in "invalid <type> value" messages
+    return parse
+
+
+def _float_type(low=None, high=None, *, low_open=False, high_open=False, what):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not math.isfinite(value) or (low is not None and (
+                value < low or (low_open and value == low))) or (high is not None and (
+                value > high or (high_open and value == high))):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _int_type(1)
+non_negative_int = _int_type(0)
+#: a seed: NumPy and TensorFlow take 0 .. 2**32 - 1
+seed_int = _int_type(0, 2**32 - 1, "a seed (an integer from 0 to 4294967295)")
+finite_float = _float_type(what="a finite number")
+positive_float = _float_type(0.0, low_open=True, what="a number > 0")
+non_negative_float = _float_type(0.0, what="a number >= 0")
+#: a share of something: (0, 1]
+fraction = _float_type(0.0, 1.0, low_open=True, what="a fraction in (0, 1]")
+#: a held-out share: (0, 1)
+open_fraction = _float_type(0.0, 1.0, low_open=True, high_open=True,
+                            what="a fraction in (0, 1)")
+#: a probability-like threshold: [0, 1]
+unit_interval = _float_type(0.0, 1.0, what="a number in [0, 1]")
+_positive, _non_negative = positive_int, non_negative_int  # the names flags used first
+
+
 # ------------------------------------------------------------------------------ show
 def _show_arguments(p):
     p.add_argument("fn", help='activation-function text, e.g. "alpha*swish(beta*x)"')
     p.add_argument("-o", "--output", metavar="PATH",
                    help="where to write the PNG (default: activation_<slug>_<hash>.png "
                         "in the current directory)")
-    p.add_argument("--range", nargs=2, type=float, default=(-5.0, 5.0), metavar=("LOW", "HIGH"),
+    p.add_argument("--range", nargs=2, type=finite_float, default=(-5.0, 5.0),
+                   metavar=("LOW", "HIGH"),
                    dest="x_range", help="input range of the plot (default: -5 5)")
-    p.add_argument("--samples", type=int, default=30, metavar="N",
+    p.add_argument("--samples", type=non_negative_int, default=30, metavar="N",
                    help="curves drawn at random parameters ~ U(0.5, 2) (default: 30)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the parameter draws")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the parameter draws")
     p.add_argument("--no-plot", action="store_true", help="print the summary only")
 
 
@@ -197,10 +252,8 @@ def show(args) -> int:
     from .expr import gaussian_moments, parse
 
     low, high = args.x_range
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise UsageError(f"--range needs LOW < HIGH, both finite; got {low:g} {high:g}")
-    if args.samples < 0:
-        raise UsageError(f"--samples must be >= 0, got {args.samples}")
+    if not low < high:
+        raise UsageError(f"--range needs LOW < HIGH; got {low:g} {high:g}")
 
     expr = parse(args.fn)
     text = str(expr)
@@ -239,20 +292,20 @@ def _autoinit_arguments(p):
     p.add_argument("--plot", metavar="PNG",
                    help="also draw predicted vs empirical signal propagation, default "
                         "initialization vs AutoInit (Figures 5.2/5.3 of the dissertation)")
-    p.add_argument("--signal-variance", type=float, default=1.0, metavar="V",
+    p.add_argument("--signal-variance", type=positive_float, default=1.0, metavar="V",
                    help="target output variance of every weighted layer (default: 1)")
     p.add_argument("--distribution", default="truncated_normal",
                    choices=("truncated_normal", "normal", "uniform", "orthogonal"),
                    help="weight distribution (default: truncated_normal)")
-    p.add_argument("--input-mean", type=float, nargs="+", default=[0.0], metavar="M",
+    p.add_argument("--input-mean", type=finite_float, nargs="+", default=[0.0], metavar="M",
                    help="mean of the model's input data (one value, or one per input)")
-    p.add_argument("--input-var", type=float, nargs="+", default=[1.0], metavar="V",
+    p.add_argument("--input-var", type=positive_float, nargs="+", default=[1.0], metavar="V",
                    help="variance of the model's input data (one value, or one per input)")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=seed_int, default=None,
                    help="seed of the weight draws (default: random, printed)")
     p.add_argument("--keep", nargs="+", default=[], metavar="NAME",
                    help="layers whose weights stay as they are (pretrained or frozen)")
-    p.add_argument("--plot-samples", type=int, default=32, metavar="N",
+    p.add_argument("--plot-samples", type=_int_type(2), default=32, metavar="N",
                    help="Gaussian input samples behind the plot's empirical moments "
                         "(default: 32)")
     p.add_argument("--no-table", action="store_true",
@@ -281,8 +334,37 @@ def _load_keras_model(path):
     try:
         return keras.models.load_model(path)
     except Exception as err:  # noqa: BLE001 - any loader failure means "not a Keras model"
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"cannot load {path} as a Keras model: {message}") from None
+        raise UsageError(f"cannot load {path} as a Keras model: {_load_cause(err)}") from None
+
+
+def _load_cause(err) -> str:
+    """One line for a failed ``load_model``: the error of ours in the chain (a ParseError, a
+    bad config value: Keras wraps them in generic "could not be deserialized" errors), else
+    the innermost one, with the layer class Keras names, if any."""
+    chain, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    from .expr import ParseError
+
+    ours = [e for e in chain if type(e).__module__.startswith("keras_actfn.")]
+    root = next((e for e in chain if isinstance(e, ParseError)), None) or (
+        ours[-1] if ours else chain[-1])
+    text = str(root).strip()
+    if "Exception encountered:" in text:  # Keras's wrapper text: the cause is its tail
+        text = text.rsplit("Exception encountered:", 1)[1].strip()
+    lines = text.splitlines()
+    message = lines[0].strip() if lines else type(root).__name__
+    if isinstance(root, ParseError) and root.text:
+        shown = root.text if len(root.text) <= 80 else root.text[:80] + "..."
+        message = f"bad activation function {shown!r}: {message}"
+    layer = None
+    for item in chain:
+        found = re.search(r"deserializing class '([^']+)'", str(item))
+        if found:
+            layer = found.group(1)
+    return f"layer {layer}: {message}" if layer and layer not in message else message
 
 
 def _scalar_or_list(values):
@@ -303,8 +385,6 @@ def autoinit(args) -> int:
 
     if KERAS3 and not args.output.endswith((".keras", ".h5")):
         raise UsageError(f"-o must end in .keras (or .h5); got {args.output}")
-    if args.plot_samples < 2:
-        raise UsageError(f"--plot-samples must be at least 2, got {args.plot_samples}")
     model = _load_keras_model(args.model)
     from .autoinit.visualize import _all_layers
 
@@ -370,12 +450,12 @@ def _evaluate_arguments(p):
                         "docs/evaluation.md for the papers' recipes")
     p.add_argument("--task", default=None, help="task name (default: the recipe's)")
     p.add_argument("--model", default=None, help="model name (default: the recipe's)")
-    p.add_argument("--seeds", type=int, default=1, metavar="N",
+    p.add_argument("--seeds", type=positive_int, default=1, metavar="N",
                    help="train N times, with seeds SEED .. SEED+N-1 (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="the first seed (default: 0)")
-    p.add_argument("--epochs", type=int, default=None, metavar="N",
+    p.add_argument("--seed", type=seed_int, default=0, help="the first seed (default: 0)")
+    p.add_argument("--epochs", type=positive_int, default=None, metavar="N",
                    help="train N epochs; the learning-rate schedule is stretched to fit")
-    p.add_argument("--subset", type=int, default=None, metavar="N",
+    p.add_argument("--subset", type=positive_int, default=None, metavar="N",
                    help="train on a class-balanced subset of N training examples")
     p.add_argument("--test", action="store_true", help="also measure test accuracy")
     p.add_argument("--no-autoinit", action="store_true",
@@ -408,12 +488,6 @@ def evaluate(args) -> int:
     from .data import DatasetUnavailableError
     from .train.evaluate import evaluate_activation, prepare, resolve_activation
 
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.subset is not None and args.subset < 1:
-        raise UsageError(f"--subset must be at least 1, got {args.subset}")
     spec, text = resolve_activation(args.fn)  # ParseError: exit 2 via main()
     overrides = {k: v for k, v in (("epochs", args.epochs), ("subset", args.subset))
                  if v is not None}
@@ -515,7 +589,7 @@ def _common_search_arguments(p, method):
     p.add_argument("--store", default=None, metavar="PATH",
                    help="SQLite journal (default runs/<method>_<task or model>.db); the "
                         "same command on the same store resumes the search")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed_int, default=0,
                    help="seed of the search's random choices and of every candidate's "
                         "training (default 0)")
     p.add_argument("--epochs", type=_positive, default=None,
@@ -531,7 +605,7 @@ def _common_search_arguments(p, method):
                    help="model file: the metric to optimize, any name Keras logs "
                         "(default val_accuracy if logged, else val_loss; 'min:NAME'/"
                         "'max:NAME' to give the direction)")
-    p.add_argument("--validation-split", type=float, default=None, metavar="F",
+    p.add_argument("--validation-split", type=open_fraction, default=None, metavar="F",
                    help="model file: hold out this fraction of the training data when the "
                         "data has no validation split (default 0.1)")
     p.add_argument("--out", default=None, metavar="FILE.keras",
@@ -546,25 +620,11 @@ def _common_search_arguments(p, method):
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
 
 
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def _method_arguments(p, method):
     if method in ("pangaea", "pangaea-nonparametric"):
         p.add_argument("--population", type=_positive, default=None, help="PANGAEA P")
         p.add_argument("--sample", type=_positive, default=None, help="PANGAEA S")
-        p.add_argument("--threshold", type=float, default=None,
+        p.add_argument("--threshold", type=unit_interval, default=None,
                        help="PANGAEA V (0.2 = 20%%)")
     elif method == "cafe":
         p.add_argument("--population", type=_positive, default=None, help="CAFE N")
@@ -590,7 +650,7 @@ def _method_arguments(p, method):
     elif method == "grafs":
         p.add_argument("--seeds", type=_positive, default=5, metavar="N",
                        help="independent searches (the paper: 5), journaled one by one")
-        p.add_argument("--warm-start", type=int, default=None, metavar="E0",
+        p.add_argument("--warm-start", type=non_negative_int, default=None, metavar="E0",
                        help="warm-start epochs, iterations for an iteration-based preset "
                             "(default: the preset's; shrinking starts at 2*E0)")
         p.add_argument("--preset", default=None, metavar="NAME",
@@ -606,7 +666,7 @@ def _method_arguments(p, method):
                        help="iterations of an iteration-based preset (Table 9)")
         p.add_argument("--eval-interval", type=_positive, default=None, metavar="N",
                        help="iterations per record of an iteration-based preset")
-        p.add_argument("--shrink-start", type=int, default=None, metavar="S",
+        p.add_argument("--shrink-start", type=positive_int, default=None, metavar="S",
                        help="first epoch (iteration-based preset: iteration) with drops")
         p.add_argument("--subset", type=_positive, default=None, metavar="N",
                        help="search on N training examples (class-balanced; smoke runs)")
@@ -657,6 +717,7 @@ def _search_grafs(args) -> int:
     if not args.quiet:
         print(settings.describe())
     store = args.store or os.path.join("runs", f"grafs_{settings.task}.db")
+    _check_store(store)
     result = run_grafs(preset=settings, seeds=args.seeds,
                        search_train=args.subset, eval_seeds=max(args.final_seeds, 0),
                        plot=args.plot, log=(lambda *a: None) if args.quiet else print,
@@ -689,6 +750,57 @@ _METHOD_OPTIONS = {
 def _method_options(args) -> dict:
     return {key: getattr(args, key) for key in _METHOD_OPTIONS.get(args.algorithm, ())
             if getattr(args, key, None) is not None}
+
+
+def _check_store(path):
+    """The store path can be written (a StoreError naming the file and the cause, exit 2,
+    before anything is created)."""
+    from .search.store import check_store_path
+
+    check_store_path(path)
+
+
+def _discard_new_store(path):
+    """Remove a store this command created when the search was refused before it wrote a
+    run (the file, its journal and lock), so a rejected command leaves nothing behind."""
+    from .search.store import Store, StoreError
+
+    try:
+        with Store(path, readonly=True) as store:
+            if store.runs():
+                return
+    except StoreError:
+        return
+    for end in ("", "-wal", "-shm", ".lock"):
+        try:
+            os.remove(path + end)
+        except OSError:
+            pass
+
+
+def _check_method_options(args):
+    """Relations between a method's flags that its algorithm would refuse only after the
+    store is made (CAFE's m + e < N, AQuaSurF's schema name)."""
+    if args.algorithm == "cafe":
+        import inspect
+
+        from .search.runner import ALGORITHMS
+
+        defaults = {k: v.default for k, v in
+                    inspect.signature(ALGORITHMS["cafe"]).parameters.items()}
+        population, newcomers, elite = (
+            getattr(args, k) if getattr(args, k) is not None else defaults[k]
+            for k in ("population", "newcomers", "elite"))
+        if newcomers + elite >= population:
+            raise UsageError(f"--newcomers + --elite must be below --population; got "
+                             f"{newcomers} + {elite} with population {population}")
+    if args.algorithm == "aquasurf" and args.space is not None:
+        from .search.aquasurf.space import aquasurf_space
+
+        try:
+            aquasurf_space(args.space)
+        except (ValueError, KeyError) as err:
+            raise UsageError(f"--space: {err}") from None
 
 
 def _is_model_file(text) -> bool:
@@ -749,6 +861,9 @@ def _search_zoo(args) -> int:
         raise UsageError(str(err)) from None
     overrides = {"epochs": args.epochs} if args.epochs is not None else {}
     store = args.store or os.path.join("runs", f"{args.algorithm}_{task}.db")
+    _check_method_options(args)
+    _check_store(store)
+    existed = os.path.lexists(store)
     try:
         summary, rows = run_named_search(
             args.algorithm, task=task, recipe=args.recipe, model=args.model,
@@ -757,6 +872,8 @@ def _search_zoo(args) -> int:
             final_top=args.final_top, progress=not args.quiet,
             algorithm_options=_method_options(args), **overrides)
     except (ValueError, TypeError) as err:
+        if not existed:  # a check this command does not make up front: leave nothing
+            _discard_new_store(store)
         raise UsageError(str(err)) from None
     print(summary)
     if rows:
@@ -789,6 +906,7 @@ def _search_user_model(args) -> int:
     targets = tuple(t.strip() for t in args.targets.split(",")) if args.targets else None
     store = args.store or os.path.join(
         "runs", f"{args.algorithm}_{os.path.splitext(os.path.basename(args.model))[0]}.db")
+    _check_store(store)
     try:
         search = ActivationSearch(
             args.model, method=args.algorithm, objective=args.objective,
@@ -821,7 +939,7 @@ def _search_user_model(args) -> int:
 
 def _report_arguments(p):
     p.add_argument("store", help="a search journal written by `keras-actfn search`")
-    p.add_argument("--top", type=int, default=10, metavar="K",
+    p.add_argument("--top", type=positive_int, default=10, metavar="K",
                    help="functions in the table and the shape plot (default 10)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="where the PNGs go (default: next to the store)")
@@ -837,9 +955,24 @@ def report(args) -> int:
 
     if not os.path.exists(args.store):
         raise UsageError(f"no search store at {args.store!r}")
-    text, _ = write_report(args.store, out_dir=args.out, k=args.top)
+    out = args.out or os.path.splitext(args.store)[0] + "_report"
+    _check_writable_folder(out, "--out" if args.out else
+                           "the report folder (beside the store; choose one with --out DIR)")
+    text, _ = write_report(args.store, out_dir=out, k=args.top)
     print(text)
     return EXIT_OK
+
+
+def _check_writable_folder(path, what):
+    """UsageError unless ``path`` is, or can be made as, a folder this process can write
+    (found before anything is written)."""
+    probe = os.path.abspath(path)
+    while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UsageError(f"{what} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: the folder {probe} is not writable")
 
 
 # ----------------------------------------------------------------------------- bench
@@ -874,11 +1007,11 @@ def _bench_arguments(p):
     b.add_argument("--task", default=None, help="task name (default: the recipe's)")
     b.add_argument("--model", default=None, help="model name (default: the recipe's)")
     b.add_argument("--recipe", default="quick", help="training recipe (default: quick)")
-    b.add_argument("--epochs", type=int, default=None, metavar="N",
+    b.add_argument("--epochs", type=positive_int, default=None, metavar="N",
                    help="train N epochs (the schedule is stretched to fit)")
-    b.add_argument("--workers", type=int, default=1, metavar="W",
+    b.add_argument("--workers", type=positive_int, default=1, metavar="W",
                    help="evaluations in parallel (W TensorFlow processes)")
-    b.add_argument("--seed", type=int, default=0, help="training seed of every function")
+    b.add_argument("--seed", type=seed_int, default=0, help="training seed of every function")
     b.add_argument("--store", default=None, metavar="PATH",
                    help="SQLite journal (default runs/bench_<space>_<task>.db)")
     b.add_argument("--out", required=True, metavar="FILE",
@@ -899,11 +1032,13 @@ def _bench_arguments(p):
     r.add_argument("benchmark", help="a table written by `bench build` (or an Act-Bench file)")
     r.add_argument("--methods", default="knr-both,knr-fim,knr-outputs,random",
                    help="comma-separated (default: knr-both,knr-fim,knr-outputs,random)")
-    r.add_argument("--trials", type=int, default=100, help="searches per method (default 100)")
-    r.add_argument("--budget", type=int, default=100,
+    r.add_argument("--trials", type=positive_int, default=100,
+                   help="searches per method (default 100)")
+    r.add_argument("--budget", type=positive_int, default=100,
                    help="evaluations per search, start set included (default 100)")
-    r.add_argument("--seed", type=int, default=0, help="first trial's seed and UMAP's seed")
-    r.add_argument("--top", type=float, default=0.01, metavar="FRACTION",
+    r.add_argument("--seed", type=seed_int, default=0,
+                   help="first trial's seed and UMAP's seed")
+    r.add_argument("--top", type=fraction, default=0.01, metavar="FRACTION",
                    help="what counts as a top function (default 0.01: the top 1%%)")
     r.add_argument("--out", required=True, metavar="DIR")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
@@ -916,10 +1051,12 @@ def _bench_arguments(p):
     pl.add_argument("--out", required=True, metavar="DIR")
     pl.add_argument("--features", default="both",
                    help="comma-separated feature kinds: both, fim, outputs (default: both)")
-    pl.add_argument("--seed", type=int, default=0, help="UMAP seed and the traced search's")
+    pl.add_argument("--seed", type=seed_int, default=0,
+                    help="UMAP seed and the traced search's")
     pl.add_argument("--trace", default="knr-both", metavar="METHOD",
                    help="method of the traced search (default knr-both; none: skip)")
-    pl.add_argument("--budget", type=int, default=100, help="the traced search's budget")
+    pl.add_argument("--budget", type=positive_int, default=100,
+                    help="the traced search's budget")
 
 
 def _bench_table(path):
@@ -952,12 +1089,6 @@ def _bench_build(args) -> int:
     from .search.store import StoreError
     from .train import get_recipe
 
-    for name in ("epochs", "limit"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name} must be at least 1, got {value}")
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {args.workers}")
     try:
         recipe = get_recipe(args.recipe)
         space = aquasurf_space(args.space)
@@ -965,7 +1096,7 @@ def _bench_build(args) -> int:
         raise UsageError(str(err)) from None
     task = args.task or recipe.task
     model = args.model or recipe.model
-    overrides = {"epochs": args.epochs} if args.epochs else {}
+    overrides = {"epochs": args.epochs} if args.epochs is not None else {}
     try:
         evaluator = make_evaluator(task=task, model=args.model, recipe=args.recipe,
                                    test=not args.no_test, **overrides)
@@ -994,7 +1125,7 @@ def _bench_build(args) -> int:
     print(f"space:       {args.space} ({len(space)} functions, {total} unique"
           f"{'' if args.limit is None else ', --limit'})")
     print(f"training:    {model} on {task}, recipe {args.recipe}"
-          f"{'' if not args.epochs else f', {args.epochs} epochs'}; FIM "
+          f"{'' if args.epochs is None else f', {args.epochs} epochs'}; FIM "
           f"{'off' if args.no_fim else 'on'}; store {store}", flush=True)
     try:
         with make_executor("local", args.workers) as pool:
@@ -1028,11 +1159,6 @@ def _bench_replay(args) -> int:
                                          write_replay_csv)
     from .search.aquasurf.surrogate import find_functions
 
-    if args.trials < 1 or args.budget < 1:
-        raise UsageError(f"--trials and --budget must be at least 1, got {args.trials} and "
-                         f"{args.budget}")
-    if not 0 < args.top <= 1:
-        raise UsageError(f"--top must be a fraction in (0, 1], got {args.top}")
     try:
         methods = parse_methods(args.methods)
     except ValueError as err:
@@ -1104,8 +1230,6 @@ def _bench_plot(args) -> int:
             (trace,) = parse_methods(args.trace)
         except ValueError as err:
             raise UsageError(f"--trace: {err}") from None
-    if args.budget < 1:
-        raise UsageError(f"--budget must be at least 1, got {args.budget}")
     bench = _bench_table(args.benchmark)
     out = _bench_out_dir(args.out)
     values = bench.values("Validation Accuracy")

@@ -56,7 +56,7 @@ def test_progress_output_when_not_quiet(capsys):
     (["evaluate", "relu", "--model", "nope"], "unknown model"),
     (["evaluate", "relu", "--seeds", "0"], "--seeds"),
     (["evaluate", "relu", "--epochs", "0"], "--epochs"),
-    (["evaluate", "relu", "--seeds", "two"], "invalid int"),
+    (["evaluate", "relu", "--seeds", "two"], "--seeds: must be a positive integer, got 'two'"),
 ])
 def test_bad_usage_exits_2(argv, message, capsys):
     assert main(argv) == EXIT_USAGE

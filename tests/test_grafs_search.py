@@ -152,3 +152,15 @@ def test_checkpoint_resumes_after_the_last_saved_epoch(task, tmp_path):
     # other settings are refused, naming what differs
     with pytest.raises(ValueError, match="learning_rate: saved 0.001, now 0.5"):
         grafs_search(mnist1d_cnn(), task, learning_rate=0.5, **kwargs)
+    # a damaged TensorFlow checkpoint is one CheckpointError naming it (issue 17, item 7)
+    from keras_actfn.search.grafs.search import CheckpointError
+
+    index = tmp_path / "run" / f"{state_now(tmp_path)['checkpoint']}.index"
+    index.write_bytes(b"not a checkpoint index")
+    with pytest.raises(CheckpointError, match=r"cannot restore the GRAFS checkpoint .*"
+                                              r"epoch-3'.*delete the folder"):
+        grafs_search(mnist1d_cnn(), task, **kwargs)
+
+
+def state_now(tmp_path):
+    return json.loads((tmp_path / "run" / "state.json").read_text())

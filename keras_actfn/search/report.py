@@ -35,7 +35,7 @@ def load_results(store_path, run="search"):
     """``(config, [Evaluation...])`` of a run, in completion order."""
     if not os.path.exists(store_path):
         raise FileNotFoundError(f"no search store at {store_path!r}")
-    with Store(store_path) as store:
+    with Store(store_path, readonly=True) as store:  # a report never writes the store
         store.select_run(run)
         return store.run_config(), store.results()
 

@@ -21,7 +21,15 @@ Several processes may open one store (a report reading while a search writes, se
 readers); writes take SQLite's write lock with ``BEGIN IMMEDIATE`` under a busy timeout and
 are retried when the database stays locked. One process drives a run at a time:
 :meth:`Store.driver_lock` holds an OS lock on ``<store>.lock`` for the driver's lifetime
-(released by the OS even when the process is killed).
+(released by the OS even when the process is killed; :mod:`.locking`).
+
+``Store(path, readonly=True)`` only reads (``keras-actfn report``): it opens the file with
+SQLite's ``mode=ro`` (``immutable=1`` when even that cannot open it: a WAL store in a folder
+the reader cannot write, with no journal left beside it), never creates, upgrades or locks
+anything, and works on a store the process cannot write. Whatever keeps a store from being
+opened or written -- a read-only file or folder, a path through a file, a damaged file --
+is a :class:`StoreError` naming the file and the cause, found before anything is created
+where it can be (:func:`check_store_path`).
 
 Everything read back is data: JSON parsed into records and candidates, never code.
 """
@@ -35,13 +43,15 @@ import math
 import os
 import sqlite3
 import time
+import urllib.parse
 from pathlib import Path
 
 from ..train.record import EvaluationRecord
 from .base import Candidate, json_normalize
+from .locking import exclusive_lock
 
 __all__ = ["Store", "Evaluation", "StoreError", "StoreConfigError", "StoreLockedError",
-           "SCHEMA_VERSION"]
+           "SCHEMA_VERSION", "check_store_path"]
 
 #: the layout version written to ``PRAGMA user_version``
 SCHEMA_VERSION = 2  # 2: the features table (1 is upgraded in place)
@@ -167,6 +177,70 @@ def _is_busy(err: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _is_memory(path: str) -> bool:
+    return path == ":memory:" or path.startswith("file::memory:")
+
+
+def _first_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists."""
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_store_path(path, readonly: bool = False) -> None:
+    """Raise :class:`StoreError` when ``path`` cannot be a search store -- opened read-only
+    (``readonly``), or opened for writing (created with its folders if missing) -- naming
+    the file and the reason. Creates nothing: callers check before making anything.
+
+    Permission checks use ``os.access``, so for root (who may write anything but a
+    read-only filesystem) only what root cannot do is reported."""
+    path = str(path)
+    if _is_memory(path):
+        return
+    target = Path(path).expanduser().absolute()
+    if readonly:
+        if not target.exists():
+            raise StoreError(f"no search store at {path!r}")
+        if target.is_dir():
+            raise StoreError(f"the search store {path!r} is a folder, not a store file")
+        if not os.access(target, os.R_OK):
+            raise StoreError(f"cannot read the search store {path!r}: permission denied")
+        return
+    if target.exists():
+        if target.is_dir():
+            raise StoreError(f"the search store {path!r} is a folder, not a store file; "
+                             f"give a file path such as {os.path.join(path, 'search.db')!r}")
+        if not os.access(target, os.R_OK | os.W_OK):
+            raise StoreError(f"the search store {path!r} is read-only (no write permission), "
+                             f"so a search cannot resume on it; make it writable or copy it "
+                             f"(keras-actfn report reads it as it is)")
+        journal = [Path(f"{target}{end}") for end in ("-wal", "-shm")]
+        if not os.access(target.parent, os.W_OK | os.X_OK) and not all(
+                p.exists() and os.access(p, os.R_OK | os.W_OK) for p in journal):
+            raise StoreError(f"the folder {str(target.parent)!r} of the search store {path!r} "
+                             f"is not writable: SQLite keeps the store's journal (-wal, -shm) "
+                             f"beside it; make the folder writable or copy the store")
+        return
+    base = _first_existing(target.parent)
+    if not base.is_dir():
+        raise StoreError(f"cannot create the search store {path!r}: {str(base)!r} is a file, "
+                         f"not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create the search store {path!r}: the folder "
+                         f"{str(base)!r} is not writable")
+
+
+def _open_error(path, err) -> StoreError:
+    """The :class:`StoreError` for an SQLite error met while opening ``path``."""
+    text = str(err)
+    if type(err) is sqlite3.DatabaseError or "malformed" in text or "not a database" in text:
+        return StoreError(f"cannot open the search store {path!r}: {text} (the file is "
+                          f"damaged or is not an SQLite file; expected a store written by "
+                          f"keras_actfn, or a new path)")
+    return StoreError(f"cannot open the search store {path!r}: {text}")
+
+
 class Store:
     """A search journal in one SQLite file.
 
@@ -178,37 +252,78 @@ class Store:
         keep_states: how many of the latest algorithm states to keep per run (resuming needs
             only the latest; a few more help debugging). ``None`` keeps all.
 
+        readonly: only read (``keras-actfn report``): the file must exist; it is opened
+            with SQLite's ``mode=ro`` and nothing is created, upgraded or locked, so a store
+            this process cannot write reads fine. Writing methods raise :class:`StoreError`.
+
     Use :meth:`open_run` (or :meth:`select_run` to read an existing run) before the
     evaluation methods, which all act on the current run.
     """
 
     def __init__(self, path, timeout: float = 30.0, retries: int = 20,
-                 keep_states: int | None = 10):
+                 keep_states: int | None = 10, readonly: bool = False):
         self.path = str(path)
         self.timeout = float(timeout)
         self.retries = int(retries)
         if keep_states is not None and int(keep_states) < 1:
             raise ValueError(f"keep_states must be >= 1 or None, got {keep_states}")
         self.keep_states = None if keep_states is None else int(keep_states)
+        self.readonly = bool(readonly)
         self.run_id: int | None = None
         self.run_name: str | None = None
-        self._memory = self.path == ":memory:" or self.path.startswith("file::memory:")
-        if not self._memory:
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._memory = _is_memory(self.path)
+        if self._memory and self.readonly:
+            raise ValueError("an in-memory store cannot be opened read-only")
+        check_store_path(self.path, readonly=self.readonly)
+        if not self._memory and not self.readonly:
+            folder = Path(self.path).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StoreError(f"cannot create the folder {str(folder)!r} of the search "
+                                 f"store {self.path!r}: {err.strerror or err}") from None
+        self._conn = None
         try:
-            self._conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            mode = self._retry(lambda: self._conn.execute(
-                "PRAGMA journal_mode = WAL").fetchone()[0])
-            # FULL: a committed result survives a power cut too, not only a killed process
-            self._conn.execute("PRAGMA synchronous = FULL")
+            if self.readonly:
+                self._conn = self._connect_readonly()
+                mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+            else:
+                self._conn = sqlite3.connect(self.path, timeout=self.timeout,
+                                             isolation_level=None)
+                self._conn.execute("PRAGMA foreign_keys = ON")
+                mode = self._retry(lambda: self._conn.execute(
+                    "PRAGMA journal_mode = WAL").fetchone()[0])
+                # FULL: a committed result survives a power cut too, not only a killed process
+                self._conn.execute("PRAGMA synchronous = FULL")
             self._init_schema()
-        except sqlite3.DatabaseError as err:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            raise StoreError(f"cannot open the search store {self.path!r}: {err} (expected a "
-                             f"SQLite file written by keras_actfn, or a new path)") from err
+        except BaseException as err:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+            if isinstance(err, sqlite3.DatabaseError):
+                raise _open_error(self.path, err) from None
+            raise
         self.journal_mode = str(mode).lower()
+
+    def _connect_readonly(self):
+        """A read-only connection: ``mode=ro``; ``immutable=1`` when SQLite cannot open the
+        file that way (a WAL store in an unwritable folder without its -shm file, which
+        also means no unmerged journal: the file alone is the whole store)."""
+        uri = "file:" + urllib.parse.quote(str(Path(self.path).expanduser().absolute()))
+        last = None
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(uri + query, uri=True, timeout=self.timeout,
+                                   isolation_level=None)
+            try:
+                conn.execute("PRAGMA user_version").fetchone()
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError as err:
+                conn.close()
+                if "malformed" in str(err) or "not a database" in str(err):
+                    raise
+                last = err
+        raise last
 
     # ----------------------------------------------------------------------- plumbing
     def _retry(self, action):
@@ -238,6 +353,11 @@ class Store:
             if foreign:
                 raise StoreError(f"{self.path!r} is an SQLite database but not a keras_actfn "
                                  f"search store (it has tables {sorted(foreign)})")
+            if self.readonly:
+                raise StoreError(f"{self.path!r} is an empty SQLite file, not a keras_actfn "
+                                 f"search store")
+        if self.readonly:  # an older layout reads as it is (upgrading would write)
+            return
 
         def create(cur):
             for statement in _SCHEMA.split(";"):
@@ -250,6 +370,8 @@ class Store:
     def _write(self, body):
         """Run ``body(cursor)`` in one write transaction (all or nothing); retried while the
         database is locked by another process."""
+        if self.readonly:
+            raise StoreError(f"the search store {self.path!r} was opened read-only")
         delay = 0.05
         for attempt in range(self.retries + 1):
             try:
@@ -259,8 +381,7 @@ class Store:
                     time.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
-                raise StoreError(f"cannot write to the search store {self.path!r}: {err}") \
-                    from err
+                raise self._write_error(err) from None
             try:
                 result = body(self._conn.cursor())
                 self._conn.execute("COMMIT")
@@ -274,11 +395,27 @@ class Store:
                 if _is_busy(err):
                     raise StoreError(f"the search store {self.path!r} stayed locked by "
                                      f"another process: {err}") from err
+                raise self._write_error(err) from None
+            except sqlite3.DatabaseError as err:
+                self._rollback()
+                if type(err) is sqlite3.DatabaseError:  # a damaged file, not our SQL
+                    raise self._write_error(err) from None
                 raise
             except BaseException:
                 self._rollback()
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_error(self, err) -> StoreError:
+        text = str(err)
+        if "readonly" in text.replace("-", "").replace(" ", ""):
+            return StoreError(f"cannot write to the search store {self.path!r}: it is "
+                              f"read-only ({text}); make the file and its folder writable, "
+                              f"or copy the store (keras-actfn report reads it as it is)")
+        if type(err) is sqlite3.DatabaseError or "malformed" in text:
+            return StoreError(f"cannot write to the search store {self.path!r}: {text} (the "
+                              f"file is damaged; start a new store)")
+        return StoreError(f"cannot write to the search store {self.path!r}: {text}")
 
     def _rollback(self):
         if self._conn.in_transaction:
@@ -286,7 +423,15 @@ class Store:
                 self._conn.execute("ROLLBACK")
 
     def _read(self, sql, args=()):
-        return self._conn.execute(sql, args).fetchall()
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as err:
+            raise StoreError(f"cannot read the search store {self.path!r}: {err}") from None
+        except sqlite3.DatabaseError as err:
+            if type(err) is not sqlite3.DatabaseError:
+                raise
+            raise StoreError(f"cannot read the search store {self.path!r}: {err} (the file "
+                             f"is damaged)") from None
 
     def _need_run(self) -> int:
         if self.run_id is None:
@@ -392,34 +537,27 @@ class Store:
 
         Raises :class:`StoreLockedError` if another live process holds it. The OS drops the
         lock when the holder exits or is killed, so a crashed search never blocks its
-        resumption. In-memory stores and systems without ``fcntl`` take no lock.
+        resumption (:func:`~keras_actfn.search.locking.exclusive_lock`). In-memory stores and
+        systems without ``fcntl`` take no lock.
         """
-        try:
-            import fcntl  # noqa: PLC0415 - POSIX only
-        except ImportError:  # pragma: no cover - Windows
-            fcntl = None
-        if self._memory or fcntl is None:
+        if self.readonly:
+            raise StoreError(f"the search store {self.path!r} was opened read-only; a search "
+                             f"cannot run on it")
+        if self._memory:
             yield
             return
-        lock_path = self.path + ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "?"
-                raise StoreLockedError(
-                    f"another search process ({holder}) is running on the store "
-                    f"{self.path!r}; wait for it to finish or stop it before resuming here"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+
+        def taken(holder):
+            return StoreLockedError(
+                f"another search process ({holder}) is running on the store {self.path!r}; "
+                f"wait for it to finish or stop it before resuming here")
+
+        def unusable(err):
+            return StoreError(f"cannot create the lock file {self.path + '.lock'!r} of the "
+                              f"search store: {err.strerror or err}")
+
+        with exclusive_lock(self.path + ".lock", taken, unusable):
+            yield
 
     # ----------------------------------------------------------------------- states
     def _insert_state(self, cur, run, state):

@@ -15,6 +15,7 @@ killed protocol resumes where it stopped and both stages run on any executor.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -129,6 +130,7 @@ def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=
     from ..driver import run_search
     from .engine import (GrafsSeedEvaluator, GrafsSeeds, describe_model, load_search_task,
                          search_history)
+    from .search import check_checkpoint_root, check_search_settings, checkpoint_lock
     from .settings import GrafsSettings, get_preset
 
     settings = preset if isinstance(preset, GrafsSettings) else get_preset(preset)
@@ -145,6 +147,7 @@ def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=
         changes["warm_start_epochs"] = warm_start_epochs
     settings = settings.replace(**changes)
     options = {**settings.kwargs(), **search_options}
+    check_search_settings(**options)  # before anything is loaded, built or made
     model = builder if builder is not None else settings.model
     task_spec = task if isinstance(task, Task) else settings.task
     search_task = load_search_task(task_spec, search_train)  # also checks the name
@@ -163,7 +166,19 @@ def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=
                                     "model": describe_model(model),
                                     "task": getattr(task_spec, "name", task_spec)})
 
-    journal, owned = _open_store(store)
+    # everything that can be checked is, before the store or a folder is made; then one
+    # process at a time uses the checkpoint root (each search also locks its seed folder)
+    held = contextlib.ExitStack()
+    if checkpoint is not None:
+        check_checkpoint_root(checkpoint)  # a file, not a folder: said before making one
+        held.enter_context(checkpoint_lock(checkpoint))
+    try:
+        if checkpoint is not None:
+            check_checkpoint_root(checkpoint)  # every seed's state, read under the lock
+        journal, owned = _open_store(store)
+    except BaseException:
+        held.close()
+        raise
     try:
         with _executor(executor, workers, ray_address) as pool:
             run_search(algorithm, evaluator, journal, executor=pool, seed=algorithm.first_seed,
@@ -199,6 +214,7 @@ def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=
     finally:
         if owned:
             journal.close()
+        held.close()
     search_s = float(np.mean([s["seconds"] for s in searches]))
     one_eval = float(np.mean(eval_seconds)) if eval_seconds else math.nan
     return {"searches": searches, "failed_searches": failed, "table": rows,

@@ -27,7 +27,11 @@ and drops only happen at those boundaries, where the traced loop is left anyway.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import glob
+import inspect
 import json
 import os
 import time
@@ -36,13 +40,17 @@ from typing import Callable
 import numpy as np
 
 from ...backend import keras, tf
+from ...errors import UserError
 from ...expr import ops
 from ...expr.simplify import simplify
 from ...surgery import replace_activations
 from .cell import POSITIONS, CellParameters, SearchCell, discretize
+from ..locking import exclusive_lock
 from .schedule import drop_schedule, shrink_start, total_operations
 
-__all__ = ["GrafsResult", "grafs_search", "split_search_data", "CosineWarmRestarts"]
+__all__ = ["GrafsResult", "grafs_search", "split_search_data", "CosineWarmRestarts",
+           "CheckpointError", "CheckpointLockedError", "check_search_settings",
+           "check_checkpoint", "check_checkpoint_root", "checkpoint_lock"]
 
 
 @dataclasses.dataclass
@@ -133,28 +141,139 @@ def _search_config(**settings):
     return {key: plain(value) for key, value in sorted(settings.items())}
 
 
+class CheckpointError(UserError, ValueError):
+    """A GRAFS checkpoint folder that cannot be used: unreadable or incomplete, of a search
+    with other settings, or not creatable. The message names the file and the cause."""
+
+
+class CheckpointLockedError(CheckpointError):
+    """Another process is searching with this checkpoint folder."""
+
+
+#: the lock file inside a checkpoint folder (and inside a checkpoint root: run_grafs)
+LOCK_NAME = ".lock"
+
+_STATE_KEYS = {"epoch": int, "checkpoint": str, "traces": int, "active": list,
+               "computed": list, "history": list, "config": dict}
+
+
+@contextlib.contextmanager
+def checkpoint_lock(directory):
+    """Hold ``<directory>/.lock`` (created with the folder) for the ``with`` block, so one
+    process at a time writes the folder: the store's lock
+    (:func:`~keras_actfn.search.locking.exclusive_lock`). Raises
+    :class:`CheckpointLockedError` when another process holds it, :class:`CheckpointError`
+    when the folder cannot be made."""
+    directory = os.fspath(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as err:
+        raise CheckpointError(f"cannot create the GRAFS checkpoint folder {directory!r}: "
+                              f"{err.strerror or err}") from None
+
+    def taken(holder):
+        return CheckpointLockedError(
+            f"another process ({holder}) is searching with the GRAFS checkpoint folder "
+            f"{directory!r}; wait for it to finish or use another --checkpoint folder")
+
+    def unusable(err):
+        return CheckpointError(f"cannot lock the GRAFS checkpoint folder {directory!r}: "
+                               f"{err.strerror or err}")
+
+    with exclusive_lock(os.path.join(directory, LOCK_NAME), taken, unusable):
+        yield
+
+
+def check_checkpoint(directory) -> dict | None:
+    """The saved state of the checkpoint folder ``directory`` (``None`` when it has none
+    yet), checked: ``state.json`` parses, has every field, and the TensorFlow checkpoint it
+    names has its ``.index`` and data files. Raises :class:`CheckpointError` naming the file
+    and the cause (the fix: delete the folder to start that search over)."""
+    directory = os.fspath(directory)
+    path = os.path.join(directory, "state.json")
+    if not os.path.exists(path):
+        return None
+    again = f"delete the folder {directory!r} to start that search over"
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError included
+        raise CheckpointError(f"cannot read the GRAFS checkpoint state {path!r}: "
+                              f"{getattr(err, 'strerror', None) or err}; {again}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"the GRAFS checkpoint state {path!r} is not a JSON object; "
+                              f"{again}")
+    bad = [key for key, kind in _STATE_KEYS.items()
+           if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool)]
+    if bad:
+        raise CheckpointError(f"the GRAFS checkpoint state {path!r} lacks valid "
+                              f"{', '.join(bad)}; {again}")
+    name = state["checkpoint"]
+    prefix = os.path.join(directory, name)
+    if os.path.basename(name) != name or not name:
+        raise CheckpointError(f"the GRAFS checkpoint state {path!r} names {name!r}, not a "
+                              f"file of its folder; {again}")
+    missing = [f"{name}.index"] if not os.path.isfile(prefix + ".index") else []
+    if not glob.glob(glob.escape(prefix) + ".data-*"):
+        missing.append(f"{name}.data-*")
+    if missing:
+        raise CheckpointError(f"the GRAFS checkpoint {directory!r} is incomplete: "
+                              f"{' and '.join(missing)}, named by state.json, "
+                              f"{'is' if len(missing) == 1 else 'are'} missing; {again}")
+    return state
+
+
+def check_checkpoint_root(root) -> None:
+    """:func:`check_checkpoint` for every ``seed<S>`` folder of a checkpoint root (what
+    :func:`~keras_actfn.search.grafs.protocol.run_grafs` checks before it starts)."""
+    root = os.fspath(root)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise CheckpointError(f"the GRAFS checkpoint folder {root!r} is a file")
+    if not os.path.isdir(root):
+        return
+    for name in sorted(os.listdir(root)):
+        if name.startswith("seed") and os.path.isdir(os.path.join(root, name)):
+            check_checkpoint(os.path.join(root, name))
+
+
+def check_search_settings(epochs=50, warm_start_epochs=1, gradient_accumulation_steps=1,
+                          steps_per_epoch=None, start_shrinking_epoch=None, **_):
+    """Raise ``ValueError`` for settings :func:`grafs_search` cannot run with, before
+    anything is built or written (:func:`grafs_search` checks its own; ``run_grafs`` checks
+    before it opens its store)."""
+    if epochs < 1 or not 0 <= warm_start_epochs <= epochs:
+        raise ValueError(f"need epochs >= 1 and 0 <= warm_start_epochs <= epochs; got "
+                         f"{epochs} and {warm_start_epochs}")
+    if int(gradient_accumulation_steps) < 1:
+        raise ValueError(f"gradient_accumulation_steps must be >= 1, got "
+                         f"{gradient_accumulation_steps}")
+    if steps_per_epoch is not None and int(steps_per_epoch) < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    if start_shrinking_epoch is not None and int(start_shrinking_epoch) < 1:
+        raise ValueError(f"start_shrinking_epoch must be >= 1, got {start_shrinking_epoch}")
+
+
 class _Checkpoint:
     """A search's state in a directory: ``state.json`` (the epoch, the active and computed
     operators, the history, the settings) pointing at a ``tf.train.Checkpoint`` of the
     variables. The checkpoint of an epoch is written before the state that names it, and
-    older ones are removed after, so a crash at any point leaves a complete pair."""
+    older ones are removed after, so a crash at any point leaves a complete pair. The
+    caller holds :func:`checkpoint_lock` (``grafs_search`` does)."""
 
     def __init__(self, directory, config):
         self.directory = os.fspath(directory)
         self.config = config
         self.path = os.path.join(self.directory, "state.json")
-        self.state = None
         self.objects = None
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                self.state = json.load(f)
+        self.state = check_checkpoint(self.directory)
+        if self.state is not None:
             old = self.state["config"]
             differ = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
             if differ:
                 details = ", ".join(f"{k}: saved {old.get(k)!r}, now {config.get(k)!r}"
                                     for k in differ)
-                raise ValueError(f"checkpoint {self.directory} is of a search with other "
-                                 f"settings ({details}); use another directory")
+                raise CheckpointError(f"checkpoint {self.directory} is of a search with other "
+                                      f"settings ({details}); use another directory")
 
     def track(self, **objects):
         self.objects = tf.train.Checkpoint(**objects)
@@ -181,7 +300,15 @@ class _Checkpoint:
     def restore(self, params):
         """Load the variables and the cell structure; return (next epoch, traces, history)."""
         state = self.state
-        self.objects.read(os.path.join(self.directory, state["checkpoint"])).expect_partial()
+        prefix = os.path.join(self.directory, state["checkpoint"])
+        try:
+            self.objects.read(prefix).expect_partial()
+        except (tf.errors.OpError, ValueError, AssertionError) as err:
+            cause = str(getattr(err, "message", None) or err).strip().splitlines()
+            raise CheckpointError(f"cannot restore the GRAFS checkpoint {prefix!r}: "
+                                  f"{cause[0] if cause else type(err).__name__}; delete the "
+                                  f"folder {self.directory!r} to start that search over") \
+                from None
         params.active = state["active"]
         params._computed = [list(c) for c in state["computed"]]
         history = [{**h, "weights": [np.asarray(w, dtype=np.float32) for w in h["weights"]]}
@@ -208,6 +335,26 @@ def _original_name(targets):
     return None
 
 
+def _checked_and_locked(search):
+    """``grafs_search`` with its settings checked, then its checkpoint folder (if any)
+    locked for the whole search: two processes never write one folder."""
+    signature = inspect.signature(search)
+
+    @functools.wraps(search)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        check_search_settings(**bound.arguments)
+        directory = bound.arguments["checkpoint"]
+        if directory is None:
+            return search(*args, **kwargs)
+        with checkpoint_lock(directory):
+            return search(*args, **kwargs)
+
+    return wrapper
+
+
+@_checked_and_locked
 def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
                  learning_rate=1e-3, arch_learning_rate=0.1, train_fraction=0.75,
                  targets=("relu",), original=None, anchor_strength=0.0, anchor_metric="kl",
@@ -285,18 +432,15 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
             settings goes on after the last saved epoch (a finished search returns at once,
             with its saved result); other settings are refused, naming what differs. The
             data order and the Dirichlet draws after a resume are fresh ones (seeded by
-            the epoch), not those the uninterrupted search would have drawn.
+            the epoch), not those the uninterrupted search would have drawn. The folder is
+            locked (``<checkpoint>/.lock``) for the whole call: a second process using it
+            gets :class:`CheckpointLockedError`; an unreadable or incomplete checkpoint is a
+            :class:`CheckpointError` naming the file.
     """
     start_time = time.perf_counter()
-    if epochs < 1 or not 0 <= warm_start_epochs <= epochs:
-        raise ValueError(f"need epochs >= 1 and 0 <= warm_start_epochs <= epochs; got "
-                         f"{epochs} and {warm_start_epochs}")
+    # the settings were checked (check_search_settings) and the checkpoint folder locked
+    # by the wrapper (_checked_and_locked) before this body runs
     accumulate = int(gradient_accumulation_steps)
-    if accumulate < 1:
-        raise ValueError(f"gradient_accumulation_steps must be >= 1, got "
-                         f"{gradient_accumulation_steps}")
-    if steps_per_epoch is not None and int(steps_per_epoch) < 1:
-        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
     keras.utils.set_random_seed(seed)
     if not isinstance(model, keras.Model) and callable(model):
         model = model()

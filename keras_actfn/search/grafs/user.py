@@ -117,6 +117,7 @@ def run_user_grafs(search, evaluator):
     from ..driver import run_search
     from ..store import Store
     from .engine import GrafsSeedEvaluator, GrafsSeeds
+    from .search import check_checkpoint_root, check_search_settings, checkpoint_lock
 
     options = check_options(search.method_options)
     seeds = int(options.pop("seeds", search.budget))
@@ -131,12 +132,16 @@ def run_user_grafs(search, evaluator):
                                         checkpoint_root=checkpoint, verbose=search.progress)
     algorithm = GrafsSeeds(seeds=seeds, first_seed=search.seed, metric=search.objective,
                            original=",".join(targets), context=search._context())
+    check_search_settings(**settings)
+    check_checkpoint_root(checkpoint)
     os.makedirs(os.path.dirname(os.path.abspath(search.store)), exist_ok=True)
-    with Store(search.store) as journal:
-        with search._executor() as pool:
-            summary = run_search(algorithm, seed_evaluator, journal, executor=pool,
-                                 budget=seeds, seed=search.seed, reuse=False,
-                                 metric=search.objective)
-        found = [f for f in dict.fromkeys(algorithm.functions()) if f]
-        search._final(journal, found[:search.final_top], evaluator)
+    with checkpoint_lock(checkpoint):  # one process at a time on the checkpoint root
+        check_checkpoint_root(checkpoint)
+        with Store(search.store) as journal:
+            with search._executor() as pool:
+                summary = run_search(algorithm, seed_evaluator, journal, executor=pool,
+                                     budget=seeds, seed=search.seed, reuse=False,
+                                     metric=search.objective)
+            found = [f for f in dict.fromkeys(algorithm.functions()) if f]
+            search._final(journal, found[:search.final_top], evaluator)
     return summary, found, search.comparison
