@@ -343,13 +343,18 @@ def plot_figure(per, result, path):
     for k, arm in enumerate(("autoinit", "autoinit++")):
         ax = fig.add_subplot(1, 3, k + 1)
         other = np.array(per["accuracy"][arm])
-        ax.scatter(base, other, s=10, alpha=0.6, color="tab:blue" if k == 0 else "tab:green")
+        both = np.array(per["ok"]["default"], bool) & np.array(per["ok"][arm], bool)
+        color = "tab:blue" if k == 0 else "tab:green"
+        ax.scatter(base[both], other[both], s=10, alpha=0.6, color=color,
+                   label="trains under both")
+        ax.scatter(base[~both], other[~both], s=14, alpha=0.6, color=color, marker="x",
+                   label="fails under one or both (at its accuracy, or chance)")
         ax.plot([0, 1], [0, 1], color="gray", linewidth=0.8)
         if relu is not None and math.isfinite(relu):
             ax.axvline(relu, color="tab:red", linewidth=0.7, linestyle=":")
             ax.axhline(relu, color="tab:red", linewidth=0.7, linestyle=":",
                        label="ReLU, default init")
-            ax.legend(loc="upper left", fontsize="small")
+        ax.legend(loc="upper left", fontsize="x-small")
         pair = result["pairs"][f"{arm} vs default"]
         ax.set_title(f"{arm} vs default (n={len(base)}; both train {pair['both_train']},\n"
                      f"Wilcoxon p={pair['wilcoxon_p']:.2g})", fontsize=9)
