@@ -76,13 +76,14 @@ def _search(executor, functions, epochs):
                                **({"epochs": epochs} if epochs else {}))
     start = time.perf_counter()
     with Store(":memory:") as store:
-        summary = run_search(_list_search(list(functions)), evaluator, store,
-                             executor=executor, poll_interval=0.05, reuse=False)
+        run_search(_list_search(list(functions)), evaluator, store,
+                   executor=executor, poll_interval=0.05, reuse=False)
         records = [e.record for e in store.results()]
     wall = time.perf_counter() - start
     executor.close()
     failed = [r for r in records if r.failed]
-    return wall / len(records), len(records), failed, summary
+    inside = statistics.median(r.runtime_s for r in records)
+    return wall / len(records), len(records), failed, inside
 
 
 def main(argv=None):
@@ -94,6 +95,10 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2,
                         help="CPUs of the local Ray cluster (default: this machine's)")
+    parser.add_argument("--pool-threads", type=int, default=None,
+                        help="TensorFlow threads of each pool worker (default: what a Ray "
+                             "task gets, its CPUs rounded up; 0: TensorFlow's default, all "
+                             "cores)")
     args = parser.parse_args(argv)
     code = _in_namespace(sys.argv[1:] if argv is None else argv)
     if code is not None:
@@ -101,6 +106,15 @@ def main(argv=None):
     os.environ.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(HERE), os.path.join(os.path.dirname(HERE), "tests")])
+    from keras_actfn.search.ray_executor import task_threads
+
+    # the same TensorFlow threads on both sides (the pool's spawned workers inherit these;
+    # a Ray worker sets its own from its CPUs): the comparison is of the executors
+    threads = task_threads(args.cpus / args.workers) if args.pool_threads is None \
+        else args.pool_threads
+    if threads:
+        for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+            os.environ[name] = str(threads)
     import ray
 
     from keras_actfn.search.executors import LocalPoolExecutor, RayExecutor
@@ -118,16 +132,18 @@ def main(argv=None):
     }
     print(f"{args.candidates} candidates (MNIST-1D quick"
           f"{f', {args.epochs} epochs' if args.epochs else ''}), {args.workers} workers, "
-          f"Ray cluster of {args.cpus} CPUs ({cpus:g} per task), {args.rounds} round(s)")
+          f"Ray cluster of {args.cpus} CPUs ({cpus:g} per task), pool workers with "
+          f"{threads or 'default'} TensorFlow threads, {args.rounds} round(s)")
     times = {name: [] for name in makers}
     for rnd in range(args.rounds):
         order = list(makers) if rnd % 2 == 0 else list(reversed(makers))
         for name in order:
-            per, count, failed, _ = _search(makers[name](), functions, args.epochs)
+            per, count, failed, inside = _search(makers[name](), functions, args.epochs)
             times[name].append(per)
             note = f", {len(failed)} failed: {failed[0].message[:80]}" if failed else ""
             print(f"  round {rnd + 1} {name:<10} {per:6.2f} s per candidate "
-                  f"({count} candidates{note})", flush=True)
+                  f"({count} candidates; median {inside:.2f} s inside the evaluation{note})",
+                  flush=True)
     ray.shutdown()
     ratios = {
         "ray / pool": statistics.median(r / p for r, p in zip(times["ray"], times["pool"])),
