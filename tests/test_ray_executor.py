@@ -309,3 +309,41 @@ def test_fim_features_on_an_executor():
     assert background.collect() == len(texts)
     assert [len(c) for c in executor.chunks] == [4, 4, 3]
     assert background.missing() == []
+
+
+# --------------------------------------------------------------------------- user data
+def test_user_arrays_go_to_ray_in_memory_not_as_files(monkeypatch, tmp_path):
+    """ActivationSearch(executor="ray") with NumPy arrays: the evaluator handed to the
+    executor (which puts it in Ray's object store once) holds the arrays themselves, and no
+    data files are written beside the store (they would need a shared filesystem)."""
+    import pickle
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from user_models import make_data, make_model
+
+    import keras_actfn as ka
+
+    seen = {}
+
+    def start(self, evaluator):
+        seen["evaluator"], seen["options"] = evaluator, (self.cpus_per_task,
+                                                         self.max_in_flight)
+        raise rx.RayConnectionError("stop here")
+
+    monkeypatch.setattr(RayExecutor, "start", start)
+    x, y = make_data(n=64)
+    store = tmp_path / "user.db"
+    search = ka.ActivationSearch(make_model(), method="pangaea", budget=1, store=store,
+                                 executor="ray", ray_options={"cpus_per_task": 0.5},
+                                 progress=False)
+    with pytest.raises(rx.RayConnectionError):
+        search.search(x[:48], y[:48], validation_data=(x[48:], y[48:]))
+    evaluator = seen["evaluator"]
+    assert seen["options"] == (0.5, None)  # workers=None on Ray: follow the cluster
+    assert evaluator.data.train.kind == "arrays"
+    np.testing.assert_array_equal(evaluator.data.train.x, x[:48])
+    assert not (tmp_path / "user_data").exists()
+    copy = pickle.loads(pickle.dumps(evaluator))  # what the object store holds
+    np.testing.assert_array_equal(copy.data.validation.y, y[48:])
+    with pytest.raises(Exception, match="apply to executor='ray'"):
+        ka.ActivationSearch(make_model(), executor="pool", ray_options={"cpus_per_task": 1})
