@@ -273,3 +273,13 @@ def test_largest_tree_within_the_budget():
     wide = "sum_n(" + ",".join(["x"] * (MAX_SIZE - 1)) + ")"  # E (nx)=0, E (nx)^2 = n^2
     m1, m2 = gaussian_moments(wide)
     assert abs(m1) < 1e-9 and m2 == pytest.approx((MAX_SIZE - 1) ** 2, rel=1e-9)
+
+
+def test_budget_error_is_one_line_with_exit_2_on_the_command_line(capsys):
+    from keras_actfn import cli
+    from keras_actfn.errors import UserError
+    assert issubclass(numeric.MomentsBudgetError, UserError)
+    assert cli.main(["show", _sin_sum(1900), "--no-plot"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("keras-actfn show: error: the Gaussian moments of sum_n(sin(1 * x)")
+    assert "\n" not in err and "node evaluations" in err

@@ -20,6 +20,7 @@ import math
 import numpy as np
 from numpy.polynomial import legendre
 
+from ..errors import UserError
 from .graph import Expr, evaluate
 from .parse import parse
 
@@ -59,10 +60,11 @@ def fingerprint_key(fn, decimals: int = 5, params=None) -> str:
     return hashlib.sha1(rounded.astype("<f8").tobytes()).hexdigest()
 
 
-class MomentsBudgetError(ValueError):
+class MomentsBudgetError(UserError, ValueError):
     """Computing a function's Gaussian moments would take more work than
     :data:`MOMENTS_WORK_BUDGET` allows (a function far larger or more oscillatory than an
-    activation function needs to be)."""
+    activation function needs to be). A user error: the command line prints it as one
+    line with exit status 2."""
 
 
 #: the most work :func:`gaussian_moments` may do for one (function, mean, variance):
