@@ -14,10 +14,17 @@ collect_ignore = [] if LEGACY else ["legacy"]
 collect_ignore_glob = ["test_*.py"] if LEGACY else []
 
 
+#: the longest single tests, started first so that the parallel run (pytest-xdist, -n 2 in
+#: setup.cfg) does not end waiting on one of them
+FIRST = ("test_legacy_suite.py",)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``keras3_only`` (shared modules re-collected by tests/legacy) check
-    features tf_keras does not have: the legacy process does not collect them."""
+    features tf_keras does not have: the legacy process does not collect them. In the Keras 3
+    process the files of :data:`FIRST` go first."""
     if not LEGACY:
+        items.sort(key=lambda item: item.nodeid.split("::")[0].rsplit("/", 1)[-1] not in FIRST)
         return
     keep = [item for item in items if item.get_closest_marker("keras3_only") is None]
     dropped = [item for item in items if item.get_closest_marker("keras3_only") is not None]
