@@ -21,13 +21,17 @@ FIRST = ("test_legacy_suite.py",)
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``keras3_only`` (shared modules re-collected by tests/legacy) check
-    features tf_keras does not have: the legacy process does not collect them. In the Keras 3
+    features tf_keras does not have, tests marked ``single_backend`` check logic that is
+    the same under either Keras: the legacy process does not collect them. In the Keras 3
     process the files of :data:`FIRST` go first."""
     if not LEGACY:
         items.sort(key=lambda item: item.nodeid.split("::")[0].rsplit("/", 1)[-1] not in FIRST)
         return
-    keep = [item for item in items if item.get_closest_marker("keras3_only") is None]
-    dropped = [item for item in items if item.get_closest_marker("keras3_only") is not None]
+    def once(item):
+        return any(item.get_closest_marker(m) for m in ("keras3_only", "single_backend"))
+
+    keep = [item for item in items if not once(item)]
+    dropped = [item for item in items if once(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep

@@ -426,6 +426,7 @@ def test_cell_gradient_matches_autodiff_of_registry_operators(seed):
                             lambda want: 1e-4 * (np.max(np.abs(want)) + 1e-6))
 
 
+@pytest.mark.single_backend   # TensorFlow code, the same under either Keras
 @pytest.mark.parametrize("name", [n for n in ops.GRAFS_UNARY if n not in ops.GRAFS_TEMPLATES])
 def test_unary_rule_is_the_operators_derivative(name):
     """Each unary operator alone in the traced cell (u0 = u1 = u3 = op, b = add/left): the
@@ -434,6 +435,7 @@ def test_unary_rule_is_the_operators_derivative(name):
     _check_against_autodiff(CellParameters(unary=(name,), binary=("left",)), x, 1e-6, 1e-5, 1e-5)
 
 
+@pytest.mark.single_backend
 @pytest.mark.parametrize("name", ops.GRAFS_BINARY)
 def test_binary_rule_is_the_operators_derivative(name):
     """Each binary operator alone at both vertices (unary: identity and square, so the

@@ -83,6 +83,7 @@ def test_respecialize_retraces_with_only_the_active_operators(task):
     parse(result.function)
 
 
+@pytest.mark.single_backend   # the data pipeline; the search under tf_keras: the smoke test
 def test_augment_reaches_both_parts_of_the_split(task):
     # an "augmentation" that relabels every example as class 0: when it is applied to the
     # search batches, both losses fall far below chance (ln 10 = 2.30) within two epochs,

@@ -159,6 +159,7 @@ def test_iteration_preset_maps_onto_epochs_of_eval_interval():
     assert (small.start_shrinking_iteration, small.kwargs()["start_shrinking_epoch"]) == (2, 2)
 
 
+@pytest.mark.single_backend   # preset arithmetic; the search under tf_keras: the smoke test
 def test_scaled_down_table9_preset_runs_iteration_based(mnist1d):
     """Table 9 scaled down on the MNIST-1D CNN: 6 iterations as 3 records of 2, warm start
     2 iterations, shrinking from iteration 4, accumulation 3, the cell's warm restarts."""
@@ -189,6 +190,7 @@ def test_cli_lists_presets_and_rejects_unknown(capsys):
     assert "resnet20_cifar10" in err and "minigpt_tinystories" in err
 
 
+@pytest.mark.single_backend   # the command line; the search under tf_keras: the smoke test
 def test_cli_preset_scaled_down_on_mnist1d(capsys, tmp_path):
     """Table 6's preset with the flags overriding it: the MNIST-1D CNN, 2 epochs, 400
     training examples, batch 8 x 4 accumulated, no evaluation; well under a minute. The
