@@ -52,13 +52,13 @@ def _smoke(name, tmp_path):
         assert ev.record.epochs_run >= 1 or ev.record.reason == "overflow"
 
 
-#: the three heaviest smoke runs (35-45 s each: WRN-28-10, two ResNet-56) are kept out of
-#: the default run: every script's configuration resolves above (--dry-run), the same
-#: experiment path (search, journal, final comparison) runs below on WRN-10-4 and
-#: All-CNN-C, and tests/test_models_zoo.py runs every zoo model with a CustomActivation at
-#: every site (tests/test_autoinit_resnet.py AutoInit on the ResNets)
+#: the four heaviest smoke runs (20-45 s each: WRN-28-10, two ResNet-56, All-CNN-C) are
+#: kept out of the default run: every script's configuration resolves above (--dry-run),
+#: the same experiment path (search, journal, final comparison) runs below on WRN-10-4, and
+#: tests/test_models_zoo.py runs every zoo model with a CustomActivation at every site
+#: (tests/test_autoinit_resnet.py AutoInit on the ResNets)
 _HEAVY = {"cafe_wrn28_10_cifar10", "pangaea_resnet_v1_56_cifar100",
-          "pangaea_resnet_v2_56_cifar100"}
+          "pangaea_resnet_v2_56_cifar100", "pangaea_all_cnn_c_cifar10"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _HEAVY
