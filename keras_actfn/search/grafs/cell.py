@@ -30,6 +30,7 @@ import numpy as np
 
 from ...backend import keras, serializable, tf
 from ...expr import Apply, Const, Expr, Param, Var, X, ops, parse
+from ...layers.custom import saturating_cast
 from .schedule import drop_ops
 
 __all__ = ["CellParameters", "SearchCell", "UNARY_POSITIONS", "BINARY_POSITIONS",
@@ -135,19 +136,23 @@ class CellParameters(keras.layers.Layer):
         shapes = {"unary_logits": (len(UNARY_POSITIONS), len(self.unary)),
                   "binary_logits": (len(BINARY_POSITIONS), len(self.binary))}
         for name, shape in shapes.items():
-            variable = self.add_weight(name=name, shape=shape, initializer="zeros")
+            # autocast=False here and below: the cells read the search's parameters in
+            # float32 under a mixed_float16 policy too
+            variable = self.add_weight(name=name, shape=shape, initializer="zeros",
+                                       autocast=False)
             variable.assign(self.init_scale * rng.standard_normal(shape).astype("float32"))
             setattr(self, name, variable)
         # one gamma per templated operator per unary position, starting at 1 (the value
         # every learnable slot of the toolkit starts at); BetaMix weight 0 (an even mix)
         self.gamma = self.add_weight(name="gamma", shape=(len(UNARY_POSITIONS), len(_GAMMA_SLOT)),
-                                     initializer="ones")
+                                     initializer="ones", autocast=False)
         self.mix_weight = self.add_weight(name="mix_weight", shape=(len(BINARY_POSITIONS),),
-                                          initializer="zeros")
+                                          initializer="zeros", autocast=False)
         self.unary_mask = self.add_weight(name="unary_mask", shape=shapes["unary_logits"],
-                                          initializer="ones", trainable=False)
+                                          initializer="ones", trainable=False, autocast=False)
         self.binary_mask = self.add_weight(name="binary_mask", shape=shapes["binary_logits"],
-                                           initializer="ones", trainable=False)
+                                           initializer="ones", trainable=False,
+                                           autocast=False)
         self.active = [list(range(len(self.unary))) for _ in UNARY_POSITIONS] + \
                       [list(range(len(self.binary))) for _ in BINARY_POSITIONS]
         self.mode = "sample"
@@ -673,6 +678,16 @@ class SearchCell(keras.layers.Layer):
         return tf.add_n(outs)
 
     def call(self, inputs, training=None):
+        if inputs.dtype.size < 4:
+            # 16-bit compute dtype (mixed_float16): the whole cell in float32 -- its exp,
+            # sinh, powers and divisions overflow or lose their precision in half floats,
+            # and the original's warm start and the unclipped/argmax paths with them --, the
+            # output cast back, finite values saturating at the 16-bit range
+            out = self._call(tf.cast(inputs, tf.float32), training)
+            return saturating_cast(out, inputs.dtype)
+        return self._call(inputs, training)
+
+    def _call(self, inputs, training):
         use_original = self.parameters.use_original
         if self.original is None:
             return self._cell(inputs, training)
