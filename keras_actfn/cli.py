@@ -578,14 +578,16 @@ def _common_search_arguments(p, method):
     if method != "grafs":
         p.add_argument("--budget", type=_positive, default=100, metavar="N",
                        help="candidates to evaluate (PANGAEA's C; default 100)")
-    p.add_argument("--workers", type=_positive, default=1, metavar="W",
-                   help="evaluations in parallel: W TensorFlow processes (one GPU each when "
-                        "there are GPUs), or W Ray tasks in flight")
+    p.add_argument("--workers", type=_positive, default=None, metavar="W",
+                   help="evaluations in parallel: W TensorFlow processes (default 1; one "
+                        "GPU each when there are GPUs), or with --executor ray at most W "
+                        "evaluations in flight (default: as many as the cluster's free "
+                        "resources hold, followed as nodes join and leave)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where evaluations run: local (this process, or --workers "
                         "processes) or ray (a Ray cluster; pip install "
-                        "'keras_actfn[ray]')")
-    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (ray://...)")
+                        "'keras_actfn[ray]'; see docs/cluster.md)")
+    _ray_arguments(p)
     p.add_argument("--store", default=None, metavar="PATH",
                    help="SQLite journal (default runs/<method>_<task or model>.db); the "
                         "same command on the same store resumes the search")
@@ -618,6 +620,54 @@ def _common_search_arguments(p, method):
                        help="model file: activations to replace (default: every hidden "
                             "one; the output layer's never)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+
+
+def _ray_arguments(p):
+    """The --executor ray flags (docs/cluster.md)."""
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="the Ray cluster: auto (the driver runs on the cluster, e.g. as a "
+                        "Ray Job), HOST:6379, or ray://HOST:10001 (Ray Client); default: "
+                        "a Ray started on this machine")
+    p.add_argument("--cpus-per-task", type=non_negative_float, default=None, metavar="C",
+                   help="Ray: CPUs each evaluation holds, fractions allowed (default 1); "
+                        "also its TensorFlow intra/inter-op threads (rounded up)")
+    p.add_argument("--gpus-per-task", type=non_negative_float, default=None, metavar="G",
+                   help="Ray: GPUs each evaluation holds, fractions allowed (0.5: two per "
+                        "GPU, memory growth on; default 1 when the cluster has GPUs, else 0)")
+    p.add_argument("--max-retries", type=non_negative_int, default=None, metavar="N",
+                   help="Ray: re-runs of a candidate whose worker died (default 1); a "
+                        "candidate's own failure is never re-run")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="tensorflow-datasets folder (with --executor ray every node must "
+                        "read it at this path; checked on the first worker)")
+
+
+def _ray_options(args) -> dict:
+    """RayExecutor arguments from the flags; a Ray flag without --executor ray, or a
+    resource Ray refuses, is a usage error naming the flag."""
+    from .search.ray_executor import _resource
+
+    given = {flag: value for flag, value in (
+        ("--cpus-per-task", args.cpus_per_task), ("--gpus-per-task", args.gpus_per_task),
+        ("--max-retries", args.max_retries)) if value is not None}
+    if args.executor != "ray":
+        if given or args.ray_address is not None:
+            flags = sorted(given) + (["--ray-address"] if args.ray_address else [])
+            raise UsageError(f"{', '.join(flags)} apply to --executor ray")
+        return {}
+    options = {}
+    for flag, name in (("--cpus-per-task", "cpus_per_task"),
+                       ("--gpus-per-task", "gpus_per_task")):
+        if flag in given:
+            try:
+                options[name] = _resource(flag, given[flag])
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+    if "--max-retries" in given:
+        options["max_retries"] = given["--max-retries"]
+    if args.data_dir is not None:
+        options["data_dir"] = args.data_dir
+    return options
 
 
 def _method_arguments(p, method):
@@ -718,11 +768,16 @@ def _search_grafs(args) -> int:
         print(settings.describe())
     store = args.store or os.path.join("runs", f"grafs_{settings.task}.db")
     _check_store(store)
-    result = run_grafs(preset=settings, seeds=args.seeds,
-                       search_train=args.subset, eval_seeds=max(args.final_seeds, 0),
-                       plot=args.plot, log=(lambda *a: None) if args.quiet else print,
-                       checkpoint=args.checkpoint, store=store, executor=args.executor,
-                       workers=args.workers, ray_address=args.ray_address)
+    executor = _grafs_executor(args)
+    try:
+        result = run_grafs(preset=settings, seeds=args.seeds,
+                           search_train=args.subset, eval_seeds=max(args.final_seeds, 0),
+                           plot=args.plot, log=(lambda *a: None) if args.quiet else print,
+                           checkpoint=args.checkpoint, store=store, executor=executor,
+                           workers=args.workers, ray_address=args.ray_address)
+    finally:
+        if not isinstance(executor, str):
+            executor.close()
     print()
     for s in result["searches"]:
         print(f"seed {s['seed']}: {s['function']}  ({s['seconds']:.1f} s)")
@@ -736,6 +791,21 @@ def _search_grafs(args) -> int:
         print(f"plot: {args.plot}")
     print(f"journal: {store} (the same command resumes; {PROG} report {store})")
     return EXIT_OK
+
+
+def _grafs_executor(args):
+    """``--executor``'s name, or on Ray a RayExecutor made with the Ray flags: each GRAFS
+    seed is one evaluation on it (run_grafs leaves an executor it is given open: the
+    caller closes it)."""
+    if args.executor != "ray":
+        return args.executor
+    from .search.executors import RayExecutor
+
+    try:
+        return RayExecutor(address=args.ray_address, max_in_flight=args.ray_workers,
+                           **args.ray_options)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 #: method flags passed to the algorithm, per method
@@ -824,6 +894,12 @@ def search(args) -> int:
 
         if not ray_available():  # at the start, never after work
             raise UsageError("--executor ray needs Ray: pip install 'keras_actfn[ray]'")
+    args.ray_options = _ray_options(args)
+    # --workers: local processes (default 1); on Ray the evaluations in flight (default:
+    # what the cluster's free resources hold)
+    args.ray_workers = args.workers
+    if args.workers is None:
+        args.workers = 1
     if getattr(args, "list_presets", False):
         from .search.grafs.settings import format_presets
 
@@ -860,6 +936,9 @@ def _search_zoo(args) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     overrides = {"epochs": args.epochs} if args.epochs is not None else {}
+    if args.data_dir is not None:  # the recipe's own task options kept
+        overrides["task_options"] = {**get_recipe(args.recipe).option("task_options"),
+                                     "data_dir": args.data_dir}
     store = args.store or os.path.join("runs", f"{args.algorithm}_{task}.db")
     _check_method_options(args)
     _check_store(store)
@@ -867,7 +946,9 @@ def _search_zoo(args) -> int:
     try:
         summary, rows = run_named_search(
             args.algorithm, task=task, recipe=args.recipe, model=args.model,
-            budget=args.budget, workers=args.workers, store=store, executor=args.executor,
+            budget=args.budget, store=store, executor=args.executor,
+            workers=args.ray_workers if args.executor == "ray" else args.workers,
+            ray_options=args.ray_options,
             ray_address=args.ray_address, seed=args.seed, final_seeds=args.final_seeds,
             final_top=args.final_top, progress=not args.quiet,
             algorithm_options=_method_options(args), **overrides)
@@ -911,12 +992,15 @@ def _search_user_model(args) -> int:
         search = ActivationSearch(
             args.model, method=args.algorithm, objective=args.objective,
             budget=getattr(args, "budget", None) or args.seeds, store=store, seed=args.seed,
-            executor="ray" if args.executor == "ray" else "pool", workers=args.workers,
+            executor="ray" if args.executor == "ray" else "pool",
+            workers=args.ray_workers if args.executor == "ray" else args.workers,
+            ray_options=args.ray_options or None,
             ray_address=args.ray_address, targets=targets, final_top=args.final_top,
             final_seeds=args.final_seeds, progress=not args.quiet, recipe=args.recipe,
             **options)
         search.search(args.data, validation_split=args.validation_split,
-                      epochs=args.epochs or 1, batch_size=args.batch_size)
+                      epochs=args.epochs or 1, batch_size=args.batch_size,
+                      data_dir=args.data_dir)
     except (UserInputError, ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
     print(search.summary)
