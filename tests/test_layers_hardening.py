@@ -369,3 +369,31 @@ def test_activation_function_centered_by_autoinit_plus_plus_reloads_centered(tmp
     reloaded = next(l for l in loaded.layers if isinstance(l, ActivationFunction))
     assert reloaded.center is True and reloaded.shift == layer.shift
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+
+
+# ------------------------------------------------ PAU's fit at build time is bounded (item 2)
+def test_pau_residual_jacobian_matches_central_differences():
+    from keras_actfn.layers.baselines import pau_numpy, pau_residual_jacobian
+    rng = np.random.default_rng(3)
+    x = np.linspace(-3, 3, 61)
+    numerator, denominator = rng.normal(size=4), rng.normal(size=3)
+    jac = pau_residual_jacobian(x, numerator, denominator)
+    coefficients = np.concatenate([numerator, denominator])
+    for j in range(coefficients.size):
+        step = np.zeros_like(coefficients)
+        step[j] = 1e-6
+        plus, minus = coefficients + step, coefficients - step
+        numeric = (pau_numpy(x, plus[:4], plus[4:]) - pau_numpy(x, minus[:4], minus[4:])) / 2e-6
+        np.testing.assert_allclose(jac[:, j], numeric, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("degrees", [(0, 4), (0, 10), (6, 10)])
+def test_pau_fits_that_cannot_converge_stop_at_the_evaluation_cap(degrees):
+    # (0, 4) made the unbounded fit run 40 s (18,218 evaluations); a constant over a
+    # polynomial cannot follow Leaky ReLU, so these stop at PAU_FIT_MAX_EVALUATIONS
+    from keras_actfn.layers.baselines import fit_pau_coefficients
+    start = time.perf_counter()
+    numerator, denominator, error = fit_pau_coefficients(*degrees)
+    assert time.perf_counter() - start < 20  # ~0.3 s on an idle core
+    assert len(numerator) == degrees[0] + 1 and len(denominator) == degrees[1]
+    assert math.isfinite(error)
