@@ -216,8 +216,8 @@ FUZZ_VALUES = st.one_of(
              max_size=5),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 FIELDS = {
-    CustomActivation: ("fn", "param_shape", "clip", "center"),
-    ActivationFunction: ("fn_name", "normalize", "param_shape", "clip", "center"),
+    CustomActivation: ("fn", "param_shape", "clip", "center", "fused"),
+    ActivationFunction: ("fn_name", "normalize", "param_shape", "clip", "center", "fused"),
     PReLU: ("param_shape", "alpha_init"), PSwish: ("param_shape", "beta_init"),
     APL: ("hinges", "param_shape"), PAU: ("numerator_degree", "denominator_degree",
                                           "param_shape"),
@@ -256,6 +256,8 @@ def test_fuzzed_layer_configs_load_or_raise_a_clear_error(cls, data, shape):
             assert value is None or (isinstance(value, float) and math.isfinite(value))
         elif field in ("hinges", "numerator_degree", "denominator_degree") and cls is not SPLASH:
             assert isinstance(value, int) and not isinstance(value, bool)
+        elif field == "fused":
+            assert value is True or value is False or value == "auto"
     assert cls.from_config(config).get_config() == config  # and it saves again as it loaded
 
 
