@@ -354,7 +354,7 @@ def plot_figure(per, result, path):
             ax.axvline(relu, color="tab:red", linewidth=0.7, linestyle=":")
             ax.axhline(relu, color="tab:red", linewidth=0.7, linestyle=":",
                        label="ReLU, default init")
-        ax.legend(loc="upper left", fontsize="x-small")
+        ax.legend(loc="lower right", fontsize="x-small")
         pair = result["pairs"][f"{arm} vs default"]
         ax.set_title(f"{arm} vs default (n={len(base)}; both train {pair['both_train']},\n"
                      f"Wilcoxon p={pair['wilcoxon_p']:.2g})", fontsize=9)
