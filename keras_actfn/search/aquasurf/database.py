@@ -681,21 +681,19 @@ class FunctionDatabase:
 
     def _fit_embedding(self, texts, entries):
         from ...expr.numeric import fingerprint  # noqa: PLC0415
-        from .features import cdf_matrix, embed, finite_outputs  # noqa: PLC0415
+        from .features import embed, fim_feature_matrix, finite_outputs  # noqa: PLC0415
 
         kwargs = {}
         if self.features in ("both", "outputs"):
             with np.errstate(all="ignore"):
                 kwargs["outputs"] = finite_outputs(np.stack([fingerprint(t) for t in texts]))
         if self.features in ("both", "fim"):
-            vectors, valid = cdf_matrix([e["cdf"] for e in entries],
-                                        [e.get("layers") or None for e in entries])
-            if not valid.all():
+            try:
+                kwargs["fim_features"] = fim_feature_matrix(entries, " in this database")
+            except ValueError as err:
                 raise FunctionDatabaseError(
-                    "the stored FIM features have different layouts (computed on different "
-                    "models?); use one database per model and task, or compute_fim("
-                    "from_scratch=True)")
-            kwargs["fim_features"] = vectors
+                    f"{err}; use one database per model and task, or "
+                    f"compute_fim(from_scratch=True)") from None
         start = time.perf_counter()
         coords = embed(seed=self.seed, **kwargs)
         self._say(f"embedded {len(texts)} functions ({self.features}) in "

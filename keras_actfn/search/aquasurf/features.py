@@ -228,6 +228,18 @@ def cdf_matrix(cdfs, layers=None) -> tuple:
     return out, valid
 
 
+def fim_feature_matrix(entries, where="") -> np.ndarray:
+    """The FIM feature vectors of cached entries (dicts with ``"cdf"`` and optionally
+    ``"layers"``) as the rows of one array. ValueError when they do not share one layout
+    (features computed on different models); ``where`` names the collection in it."""
+    vectors, valid = cdf_matrix([e["cdf"] for e in entries],
+                                [e.get("layers") or None for e in entries])
+    if not valid.all():
+        raise ValueError(f"FIM features of different layouts{where} (computed on different "
+                         f"models?)")
+    return vectors
+
+
 def pairwise_fim_distances(features, weights=None) -> np.ndarray:
     """``(n, n)`` matrix of :func:`fim_distance` (for ``UMAP(metric='precomputed')``)."""
     features = [list(f) for f in features]

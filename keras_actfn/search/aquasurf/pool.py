@@ -357,7 +357,7 @@ class CandidatePool:
 
     def embed(self):
         """``(texts, coords)`` of the ready prefix, embedded with the §6.5 settings."""
-        from .features import cdf_matrix, embed  # noqa: PLC0415
+        from .features import embed, fim_feature_matrix  # noqa: PLC0415
 
         ready = self.ready()
         if len(ready) < 4:
@@ -368,12 +368,7 @@ class CandidatePool:
             kwargs["outputs"] = self.outputs[ready]
         if self.uses_fim:
             entries = [self.entries[self.texts[i]] for i in ready]
-            vectors, valid = cdf_matrix([e["cdf"] for e in entries],
-                                        [e.get("layers") or None for e in entries])
-            if not valid.all():
-                raise ValueError("FIM features of different layouts in one pool (computed "
-                                 "on different models?)")
-            kwargs["fim_features"] = vectors
+            kwargs["fim_features"] = fim_feature_matrix(entries, " in one pool")
         start = time.perf_counter()
         coords = embed(seed=self.seed, **kwargs)
         self._say(f"embedded {len(ready)} functions ({self.features}) in "
