@@ -6,9 +6,9 @@ search -- the same candidates (a fixed list), the MNIST-1D ``quick`` recipe (``-
 to shorten it), training seed 0 -- runs to the end with each executor at the same width
 (``--workers``, default 2):
 
-* ``pool``: :class:`~keras_actfn.search.executors.LocalPoolExecutor` (spawned processes,
+* ``pool``: :class:`~keras_actfn.search.engine.executors.LocalPoolExecutor` (spawned processes,
   each importing TensorFlow once);
-* ``ray``: :class:`~keras_actfn.search.executors.RayExecutor` with long-lived worker actors
+* ``ray``: :class:`~keras_actfn.search.engine.executors.RayExecutor` with long-lived worker actors
   (``cpus_per_task`` = CPUs / workers);
 * ``ray-fresh``: the same with ``reuse_workers=False``: every evaluation a Ray task in a
   fresh worker process (``max_calls=1``), which imports TensorFlow and loads the data
@@ -65,9 +65,9 @@ def _in_namespace(argv):
 
 
 def _search(executor, functions, epochs):
-    from keras_actfn.search.driver import run_search
-    from keras_actfn.search.runner import make_evaluator
-    from keras_actfn.search.store import Store
+    from keras_actfn.search.engine.driver import run_search
+    from keras_actfn.search.engine import make_evaluator
+    from keras_actfn.search.engine.store import Store
 
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
     from ray_scenarios import _list_search
@@ -106,7 +106,7 @@ def main(argv=None):
     os.environ.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(HERE), os.path.join(os.path.dirname(HERE), "tests")])
-    from keras_actfn.search.ray_executor import task_threads
+    from keras_actfn.search.engine.ray_executor import task_threads
 
     # the same TensorFlow threads on both sides (the pool's spawned workers inherit these;
     # a Ray worker sets its own from its CPUs): the comparison is of the executors
@@ -117,7 +117,7 @@ def main(argv=None):
             os.environ[name] = str(threads)
     import ray
 
-    from keras_actfn.search.executors import LocalPoolExecutor, RayExecutor
+    from keras_actfn.search.engine.executors import LocalPoolExecutor, RayExecutor
 
     ray.init(num_cpus=args.cpus, num_gpus=0, include_dashboard=False, log_to_driver=False,
              _node_ip_address="127.0.0.1")

@@ -112,8 +112,8 @@ def main(argv=None):
 
     from keras_actfn.data.sources import resolve_data
     from keras_actfn.expr import parse
-    from keras_actfn.search.store import Store
-    from keras_actfn.search.base import Candidate
+    from keras_actfn.search.engine.store import Store
+    from keras_actfn.search.engine.base import Candidate
     from keras_actfn.surgery import hidden_activations, replace_activations
     from keras_actfn.train.user_model import UserEvaluator, UserModel
 

@@ -645,7 +645,7 @@ def _ray_arguments(p):
 def _ray_options(args) -> dict:
     """RayExecutor arguments from the flags; a Ray flag without --executor ray, or a
     resource Ray refuses, is a usage error naming the flag."""
-    from .search.ray_executor import _resource
+    from .search.engine.ray_executor import _resource
 
     given = {flag: value for flag, value in (
         ("--cpus-per-task", args.cpus_per_task), ("--gpus-per-task", args.gpus_per_task),
@@ -799,7 +799,7 @@ def _grafs_executor(args):
     caller closes it)."""
     if args.executor != "ray":
         return args.executor
-    from .search.executors import RayExecutor
+    from .search.engine.executors import RayExecutor
 
     try:
         return RayExecutor(address=args.ray_address, max_in_flight=args.ray_workers,
@@ -825,7 +825,7 @@ def _method_options(args) -> dict:
 def _check_store(path):
     """The store path can be written (a StoreError naming the file and the cause, exit 2,
     before anything is created)."""
-    from .search.store import check_store_path
+    from .search.engine.store import check_store_path
 
     check_store_path(path)
 
@@ -833,7 +833,7 @@ def _check_store(path):
 def _discard_new_store(path):
     """Remove a store this command created when the search was refused before it wrote a
     run (the file, its journal and lock), so a rejected command leaves nothing behind."""
-    from .search.store import Store, StoreError
+    from .search.engine.store import Store, StoreError
 
     try:
         with Store(path, readonly=True) as store:
@@ -890,7 +890,7 @@ def search(args) -> int:
     Your own model: --model my_model.keras --data data.npz (or an image folder, a saved
     tf.data folder, tfds:NAME); --out best.keras saves the model with the best function."""
     if args.executor == "ray":
-        from .search.executors import ray_available
+        from .search.engine.executors import ray_available
 
         if not ray_available():  # at the start, never after work
             raise UsageError("--executor ray needs Ray: pip install 'keras_actfn[ray]'")
@@ -1169,8 +1169,10 @@ def _bench_build(args) -> int:
 
     from .search.aquasurf.benchmark import FisherEvaluator, build_benchmark
     from .search.aquasurf.space import aquasurf_space, count_unique, equivalence_classes
-    from .search.runner import ProgressLine, make_evaluator, make_executor
-    from .search.store import StoreError
+    from .search.engine.evaluator import make_evaluator
+    from .search.engine.executors import make_executor
+    from .search.runner import ProgressLine
+    from .search.engine.store import StoreError
     from .train import get_recipe
 
     try:

@@ -32,7 +32,7 @@ def _one_line(text: str) -> str:
 def user_error_message(err: BaseException) -> str | None:
     from .data.sources import DataError
     from .data.tasks import DatasetUnavailableError
-    from .search.store import StoreConfigError, StoreError
+    from .search.engine.store import StoreConfigError, StoreError
     from .train.user_model import UserInputError
 
     if isinstance(err, StoreConfigError):

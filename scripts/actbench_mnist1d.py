@@ -30,7 +30,8 @@ DEFAULT_OUT = "docs/evidence/actbench_mnist1d"
 def build(args):
     from keras_actfn.search.aquasurf.benchmark import FisherEvaluator, build_benchmark
     from keras_actfn.search.aquasurf.space import aquasurf_space, count_unique
-    from keras_actfn.search.runner import ProgressLine, make_evaluator, make_executor
+    from keras_actfn.search.engine import make_evaluator, make_executor
+    from keras_actfn.search.runner import ProgressLine
     from keras_actfn.train import get_recipe
 
     recipe = get_recipe("quick").scaled(epochs=args.epochs)

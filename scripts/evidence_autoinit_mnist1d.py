@@ -116,7 +116,7 @@ class ArmEvaluator:
 
 # ------------------------------------------------------------------------------ running
 def _run_list(store, functions, evaluator, pool, run_name, runs=1, seed=0):
-    from keras_actfn.search.driver import run_search
+    from keras_actfn.search.engine.driver import run_search
     from keras_actfn.search.pangaea import Rerank
 
     return run_search(Rerank(functions, runs=runs, seed=seed), evaluator, store,
@@ -124,8 +124,8 @@ def _run_list(store, functions, evaluator, pool, run_name, runs=1, seed=0):
 
 
 def run_all(args, functions, settings):
-    from keras_actfn.search.runner import make_executor
-    from keras_actfn.search.store import Store
+    from keras_actfn.search.engine import make_executor
+    from keras_actfn.search.engine.store import Store
 
     os.makedirs(os.path.dirname(os.path.abspath(args.store)), exist_ok=True)
     start = time.perf_counter()
@@ -181,7 +181,7 @@ def _accuracy(record, chance):
 def collect(store_path, functions):
     """``{arm: {text: record}}``, ``{"relu/default": [records]...}`` from the store."""
     from keras_actfn.expr import parse
-    from keras_actfn.search.store import Store
+    from keras_actfn.search.engine.store import Store
 
     wanted = {str(parse(f)) for f in functions}
     per_arm = {arm: {} for arm in ARMS}

@@ -117,10 +117,10 @@ def _algorithms(settings, seed, metric):
 
 
 def run_all(args, settings, metric):
-    from keras_actfn.search.driver import run_search
+    from keras_actfn.search.engine.driver import run_search
     from keras_actfn.search.pangaea import Rerank
-    from keras_actfn.search.runner import make_evaluator, make_executor
-    from keras_actfn.search.store import Store
+    from keras_actfn.search.engine import make_evaluator, make_executor
+    from keras_actfn.search.engine.store import Store
 
     os.makedirs(os.path.dirname(os.path.abspath(args.store)), exist_ok=True)
     evaluator = make_evaluator(task="mnist1d", recipe="quick", **settings["overrides"])
@@ -154,7 +154,7 @@ def run_all(args, settings, metric):
 
 
 def analyze(store_path, settings):
-    from keras_actfn.search.store import Store
+    from keras_actfn.search.engine.store import Store
 
     sizes = generation_sizes(settings["population"], settings["elite"],
                              settings["generations"])

@@ -43,7 +43,7 @@ def main(argv=None):
     from keras_actfn.expr import parse
     from keras_actfn.search.report import write_report
     from keras_actfn.search.runner import format_comparison, run_named_search
-    from keras_actfn.search.store import Store
+    from keras_actfn.search.engine.store import Store
 
     summary, rows = run_named_search(
         "pangaea", task="mnist1d", recipe="quick", budget=args.budget, store=args.store,

@@ -150,7 +150,7 @@ def welch(a, b):
 def final_table(store_path, best):
     """Every final run of a store, grouped by function, with means, stds and Welch's
     t-test against the original activation (best function first, original last)."""
-    from keras_actfn.search.store import Store
+    from keras_actfn.search.engine.store import Store
     from keras_actfn.train.user_model import ORIGINAL
 
     grouped = {}

@@ -117,7 +117,7 @@ def _name(pid):
 
 
 def _records(store_path, run="search"):
-    from keras_actfn.search.store import Store
+    from keras_actfn.search.engine.store import Store
 
     with Store(store_path) as store:
         store.select_run(run)
@@ -136,8 +136,8 @@ def driver(argv):
     import ray
     from search_fakes import RandomListSearch
 
-    from keras_actfn.search.driver import run_search
-    from keras_actfn.search.executors import RayExecutor
+    from keras_actfn.search.engine.driver import run_search
+    from keras_actfn.search.engine.executors import RayExecutor
 
     # started before the cluster (importing TensorFlow takes a while): wait for its
     # address, and for the go of the scenario when this driver resumes a killed one
@@ -176,8 +176,8 @@ def kill_scenario(tmp, out, drivers):
     uninterrupted in this process as the reference."""
     from search_fakes import FakeEvaluator, RandomListSearch
 
-    from keras_actfn.search.driver import run_search
-    from keras_actfn.search.store import Store
+    from keras_actfn.search.engine.driver import run_search
+    from keras_actfn.search.engine.store import Store
 
     reference = os.path.join(tmp, "reference.db")
     run_search(RandomListSearch(seed=KILL_SEED), FakeEvaluator(), reference,
@@ -217,7 +217,7 @@ def _read_log(path):
 
 def _list_search(texts):
     """A SearchAlgorithm asking ``texts`` in order."""
-    from keras_actfn.search.base import Candidate, SearchAlgorithm
+    from keras_actfn.search.engine.base import Candidate, SearchAlgorithm
 
     class Fixed(SearchAlgorithm):
         name = "fixed-list"
@@ -254,9 +254,9 @@ def retry_scenario(tmp, out, drivers):
     TensorFlow set up once per actor, the data-dir check, and the sockets Ray opened."""
     import ray
 
-    from keras_actfn.search.driver import run_search
-    from keras_actfn.search.executors import RayExecutor
-    from keras_actfn.search.store import Store
+    from keras_actfn.search.engine.driver import run_search
+    from keras_actfn.search.engine.executors import RayExecutor
+    from keras_actfn.search.engine.store import Store
 
     log, marks = os.path.join(tmp, "retry.log"), os.path.join(tmp, "marks")
     os.makedirs(marks)
@@ -278,7 +278,7 @@ def retry_scenario(tmp, out, drivers):
     out["nodes"] = [n.get("NodeManagerAddress") for n in ray.nodes()]
     # the data-dir check of a folder no node has, on the worker still alive (a new one
     # would import TensorFlow again)
-    from keras_actfn.search.ray_executor import RayDataDirError
+    from keras_actfn.search.engine.ray_executor import RayDataDirError
 
     executor.data_dir = os.path.join(tmp, "not-there")
     try:
@@ -307,8 +307,8 @@ def main(out_path):
         import ray
         import search_fakes  # noqa: F401 - imported before the scenario threads start
 
-        import keras_actfn.search.driver  # noqa: F401
-        import keras_actfn.search.executors  # noqa: F401
+        import keras_actfn.search.engine.driver  # noqa: F401
+        import keras_actfn.search.engine.executors  # noqa: F401
 
         # the head of the one cluster every scenario uses: 2 CPUs, one declared GPU (none
         # is there: it is a resource to hand out in fractions), loopback only

@@ -24,8 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from keras_actfn.search.driver import run_search  # noqa: E402
-from keras_actfn.search.store import Store  # noqa: E402
+from keras_actfn.search.engine.driver import run_search  # noqa: E402
+from keras_actfn.search.engine.store import Store  # noqa: E402
 from search_fakes import FakeEvaluator, RandomListSearch  # noqa: E402
 
 POINTS = ("before-pending", "before-submit", "in-complete", "before-complete",

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from keras_actfn.search.base import Candidate, SearchAlgorithm, rng_from_state, rng_state
+from keras_actfn.search.engine.base import Candidate, SearchAlgorithm, rng_from_state, rng_state
 from keras_actfn.train.record import EvaluationRecord
 
 #: the toy search space: equivalent spellings, failures, a NaN record, an evaluator error

@@ -13,7 +13,7 @@ from keras_actfn.search.aquasurf.fim import activation_fim_features
 from keras_actfn.search.aquasurf.pool import CandidatePool, FimFeatures, fim_kind
 from keras_actfn.search.aquasurf.surrogate import (BASELINE_FUNCTIONS, AquasurfSearch,
                                                     find_functions)
-from keras_actfn.search.store import SCHEMA_VERSION, Store
+from keras_actfn.search.engine.store import SCHEMA_VERSION, Store
 from keras_actfn.train.record import EvaluationRecord
 
 

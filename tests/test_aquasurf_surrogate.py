@@ -5,7 +5,7 @@ import pytest
 
 from keras_actfn.search.aquasurf.surrogate import (BASELINE_FUNCTIONS, AquasurfSearch,
                                                     find_functions)
-from keras_actfn.search.driver import run_search
+from keras_actfn.search.engine.driver import run_search
 from keras_actfn.train.record import EvaluationRecord
 
 

@@ -212,7 +212,7 @@ def test_replay_without_fim_needs_outputs_or_random(tmp_path, capsys):
 
 def test_build_limit_3_on_mnist1d(tmp_path, capsys):
     from keras_actfn.search.aquasurf.space import aquasurf_space, equivalence_classes
-    from keras_actfn.search.store import Store
+    from keras_actfn.search.engine.store import Store
 
     out = tmp_path / "bench.json.gz"
     store = tmp_path / "bench.db"

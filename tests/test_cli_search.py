@@ -3,7 +3,7 @@
 import re
 
 from keras_actfn.cli import main
-from keras_actfn.search.store import Store
+from keras_actfn.search.engine.store import Store
 
 ARGS = ["search", "pangaea", "--budget", "3", "--population", "2", "--sample", "1",
         "--epochs", "1", "--final-seeds", "1", "--final-top", "1", "-q"]

@@ -19,8 +19,8 @@ import pytest
 from scipy import stats
 
 from keras_actfn.expr import parse
-from keras_actfn.search.base import Candidate
-from keras_actfn.search.store import Store
+from keras_actfn.search.engine.base import Candidate
+from keras_actfn.search.engine.store import Store
 from keras_actfn.train.record import EvaluationRecord
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 import keras_actfn as ka
-from keras_actfn.search.store import Store
+from keras_actfn.search.engine.store import Store
 from keras_actfn.train.user_model import ORIGINAL
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"

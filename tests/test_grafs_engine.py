@@ -14,10 +14,10 @@ import pytest
 
 import keras_actfn.search.grafs.search as grafs_module
 import keras_actfn.train as train_module
-from keras_actfn.search.base import Candidate, equivalence_key
+from keras_actfn.search.engine.base import Candidate, equivalence_key
 from keras_actfn.search.grafs import (GrafsSeedEvaluator, GrafsSeeds, run_grafs, search_history,
                                       seed_label)
-from keras_actfn.search.store import Store, StoreConfigError
+from keras_actfn.search.engine.store import Store, StoreConfigError
 from keras_actfn.train.record import EvaluationRecord
 
 #: a tiny protocol: two 2-epoch searches of the MNIST-1D MLP on 320 training examples

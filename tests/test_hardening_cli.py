@@ -17,11 +17,11 @@ import pytest
 
 from keras_actfn import cli
 from keras_actfn.cli import main
-from keras_actfn.search.driver import run_search
+from keras_actfn.search.engine.driver import run_search
 from keras_actfn.search.grafs.search import (CheckpointError, CheckpointLockedError,
                                              check_checkpoint, checkpoint_lock)
 from keras_actfn.search.pangaea import Pangaea
-from keras_actfn.search.store import Store, StoreError
+from keras_actfn.search.engine.store import Store, StoreError
 from search_fakes import FakeEvaluator
 
 GRAFS = ["search", "grafs", "--epochs", "2", "--seeds", "1", "--final-seeds", "0",

@@ -15,9 +15,9 @@ import pytest
 ray = pytest.importorskip("ray", reason="ray is in the test extra: pip install -e '.[test]'")
 
 from keras_actfn import cli  # noqa: E402
-from keras_actfn.search import ray_executor as rx  # noqa: E402
-from keras_actfn.search.executors import RayExecutor  # noqa: E402
-from keras_actfn.search.runner import make_executor  # noqa: E402
+from keras_actfn.search.engine import ray_executor as rx  # noqa: E402
+from keras_actfn.search.engine.executors import RayExecutor  # noqa: E402
+from keras_actfn.search.engine import make_executor  # noqa: E402
 
 
 class StubRay:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from keras_actfn.search.store import Store
+from keras_actfn.search.engine.store import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ["cafe_wrn28_10_cifar10", "pangaea_wrn10_4_cifar100",

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from keras_actfn.search.driver import run_search
-from keras_actfn.search.executors import (Executor, Finished, InProcessExecutor,
+from keras_actfn.search.engine.driver import run_search
+from keras_actfn.search.engine.executors import (Executor, Finished, InProcessExecutor,
                                           LocalPoolExecutor, RayExecutor, detect_gpus,
                                           run_evaluation)
-from keras_actfn.search.store import Store, StoreConfigError, StoreLockedError
+from keras_actfn.search.engine.store import Store, StoreConfigError, StoreLockedError
 from keras_actfn.train.record import EvaluationRecord
 
 from search_fakes import (FakeEvaluator, RandomListSearch, SequenceSearch,
@@ -444,7 +444,7 @@ def test_pool_gpu_assignment(monkeypatch):
     with pytest.raises(ValueError, match="workers"):
         LocalPoolExecutor(workers=0)
     # the initializer pins worker i to gpus[i % n]
-    from keras_actfn.search import executors
+    from keras_actfn.search.engine import executors
 
     class Counter:
         value = 0

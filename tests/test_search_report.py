@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from keras_actfn.search.cafe import CafeEvolution
-from keras_actfn.search.driver import run_search
+from keras_actfn.search.engine.driver import run_search
 from keras_actfn.search.pangaea import Pangaea, Rerank
 from keras_actfn.search.report import (best_so_far, population_fitness, top_functions,
                                        write_report)
 from keras_actfn.search.runner import (ALGORITHMS, comparison_rows, format_comparison,
                                        make_algorithm)
-from keras_actfn.search.store import Store, StoreConfigError
+from keras_actfn.search.engine.store import Store, StoreConfigError
 from search_fakes import FakeEvaluator
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -8,9 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from keras_actfn.search.base import (Candidate, equivalence_key, failure_record,
+from keras_actfn.search.engine.base import (Candidate, equivalence_key, failure_record,
                                      rng_from_state, rng_state)
-from keras_actfn.search.store import (Store, StoreConfigError, StoreError, StoreLockedError)
+from keras_actfn.search.engine.store import (Store, StoreConfigError, StoreError, StoreLockedError)
 from keras_actfn.train.record import EvaluationRecord
 
 CONFIG = {"algorithm": {"name": "pangaea", "population": 64, "sample": 16,

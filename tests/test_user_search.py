@@ -15,7 +15,7 @@ import pytest
 import keras_actfn as ka
 from keras_actfn.backend import keras, tf
 from keras_actfn.data.sources import resolve_data
-from keras_actfn.search.store import Store, StoreConfigError
+from keras_actfn.search.engine.store import Store, StoreConfigError
 from keras_actfn.train.user_model import ORIGINAL, UserEvaluator, UserInputError, UserModel
 
 HERE = Path(__file__).resolve().parent

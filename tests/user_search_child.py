@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import keras_actfn as ka  # noqa: E402
-from keras_actfn.search.store import Store  # noqa: E402
+from keras_actfn.search.engine.store import Store  # noqa: E402
 from user_models import make_data, make_model  # noqa: E402
 
 

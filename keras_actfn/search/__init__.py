@@ -1,36 +1,47 @@
-"""Activation-function search: spaces, evolutionary operators and the algorithms that use them.
+"""Activation-function search: the engine and one module or folder per method.
 
-Search algorithms are ask/tell objects that never train (DESIGN.md, decision 4).
+* :mod:`.engine` -- ask/tell contract, durable store, driver, executors (no method inside);
+* :mod:`.spaces`, :mod:`.mutations` -- the CAFE and PANGAEA search spaces and operators;
+* :mod:`.cafe` (ch. 3), :mod:`.pangaea` (ch. 4), :mod:`.aquasurf` (ch. 6), :mod:`.grafs`
+  (the GRAFS paper) -- the methods, ask/tell objects that never train (DESIGN.md, decision 4);
+* :mod:`.runner` -- named searches on the model zoo (``keras-actfn search``);
+* :mod:`.user` -- :class:`ActivationSearch`, a search of the user's own model;
+* :mod:`.report` -- tables and plots of a store.
+
+Names resolve on first use (PEP 562), so importing the engine alone loads no method.
 """
 
-from .mutations import (MUTATIONS, change, cafe_crossover, cafe_mutate, insert, mutate,
-                        parameterize, random_graph, regenerate, remove, strip_parameters)
-from .spaces import (CafeSpace, GraphFamily, PangaeaSpace, PangaeaSpaceSize, count_graph_shapes,
-                     pangaea_space_sizes)
+import importlib as _importlib
 
-__all__ = [
-    "CafeSpace", "PangaeaSpace", "GraphFamily", "PangaeaSpaceSize", "count_graph_shapes",
-    "pangaea_space_sizes",
-    "MUTATIONS", "mutate", "insert", "remove", "change", "regenerate", "random_graph",
-    "parameterize", "strip_parameters", "cafe_mutate", "cafe_crossover",
-]
+#: public name -> the module (relative to this package) that defines it
+_EXPORTS = {
+    **dict.fromkeys(["CafeSpace", "PangaeaSpace", "GraphFamily", "PangaeaSpaceSize",
+                     "count_graph_shapes", "pangaea_space_sizes"], ".spaces"),
+    **dict.fromkeys(["MUTATIONS", "mutate", "insert", "remove", "change", "regenerate",
+                     "random_graph", "parameterize", "strip_parameters", "cafe_mutate",
+                     "cafe_crossover"], ".mutations"),
+    **dict.fromkeys(["Candidate", "SearchAlgorithm", "equivalence_key", "rng_state",
+                     "rng_from_state", "run_search", "search_config", "SearchSummary",
+                     "InProcessExecutor", "LocalPoolExecutor", "RayExecutor", "make_executor",
+                     "RecipeEvaluator", "make_evaluator", "Store", "Evaluation", "StoreError",
+                     "StoreConfigError", "StoreLockedError"], ".engine"),
+    **dict.fromkeys(["CafeEvolution", "CafeExhaustive", "CafeRandom"], ".cafe"),
+    **dict.fromkeys(["Pangaea", "Rerank"], ".pangaea"),
+    **dict.fromkeys(["ALGORITHMS", "run_named_search"], ".runner"),
+    "ActivationSearch": ".user",
+}
 
-# the search engine: ask/tell contract, durable store, executors, driver
-from .base import Candidate, SearchAlgorithm, equivalence_key, rng_from_state, rng_state
-from .driver import SearchSummary, run_search, search_config
-from .executors import InProcessExecutor, LocalPoolExecutor, RayExecutor
-from .store import Evaluation, Store, StoreConfigError, StoreError, StoreLockedError
+__all__ = list(_EXPORTS)
 
-__all__ += [
-    "Candidate", "SearchAlgorithm", "equivalence_key", "rng_state", "rng_from_state",
-    "run_search", "search_config", "SearchSummary", "InProcessExecutor", "LocalPoolExecutor",
-    "RayExecutor", "Store", "Evaluation", "StoreError", "StoreConfigError", "StoreLockedError",
-]
 
-# the algorithms of chapters 3-4 and the named-search runner
-from .cafe import CafeEvolution, CafeExhaustive, CafeRandom  # noqa: E402
-from .pangaea import Pangaea, Rerank  # noqa: E402
-from .runner import ALGORITHMS, run_named_search  # noqa: E402
+def __getattr__(name):
+    where = _EXPORTS.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
 
-__all__ += ["CafeEvolution", "CafeExhaustive", "CafeRandom", "Pangaea", "Rerank",
-            "ALGORITHMS", "run_named_search"]
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

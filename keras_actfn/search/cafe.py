@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from ..expr import parse
-from .base import Candidate, SearchAlgorithm, rng_from_state, rng_state
+from .engine.base import Candidate, SearchAlgorithm, rng_from_state, rng_state
 from .spaces import CafeSpace
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..expr import parse
 from ..train.user_model import ORIGINAL
-from .base import Candidate, SearchAlgorithm, rng_from_state, rng_state
+from .engine.base import Candidate, SearchAlgorithm, rng_from_state, rng_state
 from .spaces import PangaeaSpace
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from ..expr import parse
 from ..train.record import split_objective
 from ..train.user_model import ORIGINAL
-from .store import Store
+from .engine.store import Store
 
 
 def _metric_value(record, metric):

@@ -2,7 +2,7 @@
 
 :func:`run_named_search` builds the algorithm (:data:`ALGORITHMS`), an evaluator from a
 task/model/recipe (:func:`make_evaluator`), an executor (in-process, local process pool,
-Ray), runs :func:`~keras_actfn.search.driver.run_search` on a store with a live progress
+Ray), runs :func:`~keras_actfn.search.engine.driver.run_search` on a store with a live progress
 line, then re-evaluates the best functions next to ReLU over several seeds
 (:class:`~keras_actfn.search.pangaea.Rerank`, stored as the run ``"final"`` of the same
 store, so a finished search re-reports instantly and an interrupted one resumes).
@@ -20,6 +20,8 @@ import numpy as np
 
 from .cafe import CafeEvolution, CafeExhaustive, CafeRandom
 from .pangaea import Pangaea, Rerank
+from .engine.evaluator import make_evaluator
+from .engine.executors import make_executor
 from .spaces import CafeSpace
 
 
@@ -132,75 +134,6 @@ def make_algorithm(name, budget, seed=0, context=None, *, store=None, workers=1,
     return factory(int(budget), int(seed), dict(context or {}), **extra, **options)
 
 
-class RecipeEvaluator:
-    """The evaluator of a zoo search: ``evaluator(text, seed=0)`` is
-    :func:`~keras_actfn.train.evaluate_activation` of ``text`` with this task, model and
-    recipe (``test=True``: records carry test-set metrics too). Picklable for process-pool
-    and Ray workers; :meth:`config` is what a store compares on resume (the user-model
-    counterpart is :class:`~keras_actfn.train.user_model.UserEvaluator`).
-
-    The task, model and recipe are checked once here (a typo must not turn every candidate
-    of a long search into a failed record)."""
-
-    def __init__(self, task="mnist1d", model=None, recipe="quick", test=False, **overrides):
-        from ..train.evaluate import prepare
-
-        prepare(task=task, model=model, recipe=recipe, **overrides)  # raises on bad names
-        self.task, self.model, self.recipe = task, model, recipe
-        self.test, self.overrides = bool(test), dict(overrides)
-
-    def __call__(self, text, seed=0):
-        from ..train import evaluate_activation
-
-        return evaluate_activation(text, task=self.task, model=self.model, recipe=self.recipe,
-                                   seed=seed, test=self.test, **self.overrides)
-
-    def config(self) -> dict:
-        from .base import json_normalize
-
-        def named(value):
-            if value is None or isinstance(value, (str, int, float, bool)):
-                return value
-            if isinstance(value, dict):
-                return {str(k): named(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return [named(v) for v in value]
-            return getattr(value, "name", None) or getattr(value, "label", None) or \
-                getattr(value, "__name__", None) or type(value).__name__
-
-        return json_normalize({"kind": "recipe", "task": named(self.task),
-                               "model": named(self.model), "recipe": named(self.recipe),
-                               "test": self.test, "overrides": named(self.overrides)},
-                              "the evaluator config")
-
-
-def make_evaluator(task="mnist1d", model=None, recipe="quick", test=False, **overrides):
-    """A :class:`RecipeEvaluator` (picklable ``evaluator(text, seed=...)``)."""
-    return RecipeEvaluator(task=task, model=model, recipe=recipe, test=test, **overrides)
-
-
-def make_executor(kind="local", workers=None, ray_address=None, **ray_options):
-    """An executor by name: ``"local"``/``"pool"`` (``workers`` processes; 1 or None: in
-    this process), ``"inprocess"``, or ``"ray"`` (a
-    :class:`~keras_actfn.search.ray_executor.RayExecutor` at ``ray_address`` with at most
-    ``workers`` evaluations in flight -- None: what the cluster's free resources hold --
-    and ``ray_options`` such as ``cpus_per_task``, ``gpus_per_task``, ``max_retries``,
-    ``data_dir``)."""
-    from . import executors
-
-    if kind == "ray":
-        return executors.RayExecutor(address=ray_address, max_in_flight=workers,
-                                     **ray_options)
-    if ray_options:
-        raise ValueError(f"{', '.join(sorted(ray_options))} apply to the ray executor only")
-    workers = 1 if workers is None else workers
-    if kind in ("local", "pool") and int(workers) > 1:
-        return executors.LocalPoolExecutor(workers=int(workers))
-    if kind not in ("local", "pool", "inprocess"):
-        raise ValueError(f"unknown executor {kind!r}; expected local or ray")
-    return executors.InProcessExecutor()
-
-
 class ProgressLine:
     """One status line, rewritten in place on a terminal (a line per update otherwise):
     evaluated / budget, failed, best so far and its formula, elapsed time."""
@@ -258,11 +191,11 @@ def run_named_search(algorithm="pangaea", task="mnist1d", recipe="quick", model=
 
     ``workers``: local processes (None: 1), or with ``executor="ray"`` the evaluations in
     flight (None: what the cluster's free resources hold); ``ray_options``: more
-    :class:`~keras_actfn.search.ray_executor.RayExecutor` arguments (``cpus_per_task``,
+    :class:`~keras_actfn.search.engine.ray_executor.RayExecutor` arguments (``cpus_per_task``,
     ``gpus_per_task``, ``max_retries``, ``data_dir``...). On Ray, AQuaSurF's FIM features
     are computed on the cluster too."""
-    from .driver import run_search
-    from .store import Store
+    from .engine.driver import run_search
+    from .engine.store import Store
 
     evaluator = make_evaluator(task=task, model=model, recipe=recipe, **recipe_overrides)
     final_evaluator = evaluator if final_recipe is None and not final_test else \
@@ -446,6 +379,4 @@ def _experiment(argv=None, *, description, algorithm, recipe, final_recipe, task
     return 0
 
 
-__all__ = ["experiment_main", "ALGORITHMS", "make_algorithm", "make_evaluator", "RecipeEvaluator",
-           "make_executor",
-           "run_named_search", "comparison_rows", "format_comparison", "ProgressLine"]
+__all__ = ["experiment_main", "ALGORITHMS", "make_algorithm", "run_named_search", "comparison_rows", "format_comparison", "ProgressLine"]

@@ -15,7 +15,7 @@ Data flow: the model travels as :class:`~keras_actfn.train.user_model.UserModel`
 :class:`~keras_actfn.train.user_model.UserEvaluator`, checked once against each other
 before anything trains. The method is an ask/tell algorithm from
 :data:`~keras_actfn.search.runner.ALGORITHMS` (or GRAFS); the engine
-(:func:`~keras_actfn.search.driver.run_search`) runs it on the executor and journals every
+(:func:`~keras_actfn.search.engine.driver.run_search`) runs it on the executor and journals every
 candidate in the store, so the same call on the same store resumes. The store's config
 holds the model's and the data's fingerprints: another model, other data or other settings
 are refused, naming what differs. At the end the best functions and the model's own
@@ -51,7 +51,7 @@ _EXECUTORS = ("inprocess", "pool", "ray", "local")
 
 class SearchResults(list):
     """The finished candidates of a search (list of
-    :class:`~keras_actfn.search.store.Evaluation`, completion order); ``str()`` is a
+    :class:`~keras_actfn.search.engine.store.Evaluation`, completion order); ``str()`` is a
     table."""
 
     def __init__(self, evaluations, objective):
@@ -104,7 +104,7 @@ class ActivationSearch:
             free resources hold). Pool workers get the model and data once, as files
             beside the store; Ray workers get them once through Ray's object store (data
             read from folders or tfds: the path, which every node must see).
-        ray_options: more :class:`~keras_actfn.search.ray_executor.RayExecutor`
+        ray_options: more :class:`~keras_actfn.search.engine.ray_executor.RayExecutor`
             arguments: ``cpus_per_task``, ``gpus_per_task`` (fractions allowed),
             ``max_retries``, ``data_dir``...
         targets: which activations to replace: ``None`` (every hidden one; the output
@@ -219,7 +219,7 @@ class ActivationSearch:
         return self
 
     def _executor(self):
-        from .runner import make_executor
+        from .engine.executors import make_executor
 
         if self.executor == "ray":
             return make_executor("ray", self.ray_workers, self.ray_address, **self.ray_options)
@@ -231,9 +231,9 @@ class ActivationSearch:
                 "objective": self.objective}
 
     def _run_engine(self, evaluator):
-        from .driver import run_search
+        from .engine.driver import run_search
         from .runner import ProgressLine, make_algorithm
-        from .store import Store
+        from .engine.store import Store
 
         os.makedirs(os.path.dirname(os.path.abspath(self.store)), exist_ok=True)
         options = dict(self.method_options)
@@ -266,7 +266,7 @@ class ActivationSearch:
             self._final(journal, top, evaluator)
 
     def _final(self, journal, top, evaluator):
-        from .driver import run_search
+        from .engine.driver import run_search
         from .pangaea import Rerank
         from .runner import comparison_rows
 
@@ -299,7 +299,7 @@ class ActivationSearch:
 
     def results(self, run="search") -> SearchResults:
         """Every finished candidate of the run (``"search"`` or ``"final"``)."""
-        from .store import Store
+        from .engine.store import Store
 
         self._require()
         with Store(self.store) as journal:
@@ -358,7 +358,7 @@ class ActivationSearch:
 
 def _require_ray():
     """Fail at once, not after the checks and the data files, when Ray is missing."""
-    from .executors import ray_available
+    from .engine.executors import ray_available
 
     if not ray_available():
         raise UserInputError("executor 'ray' needs Ray: pip install 'keras_actfn[ray]'")

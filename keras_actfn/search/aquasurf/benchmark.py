@@ -40,9 +40,9 @@ import re
 
 import numpy as np
 
-from ..base import Candidate, SearchAlgorithm
-from ..driver import run_search
-from ..store import Store
+from ..engine.base import Candidate, SearchAlgorithm
+from ..engine.driver import run_search
+from ..engine.store import Store
 from .surrogate import AquasurfSearch, REGRESSORS
 
 __all__ = ["Benchmark", "ListAlgorithm", "FisherEvaluator", "build_benchmark",
@@ -266,7 +266,7 @@ def build_benchmark(functions, evaluator, store_path, path_json, fim=None, *, se
             functions are merged (first one named); the others are listed under
             "Equivalent Activation Functions".
         evaluator: ``evaluator(text, seed=...) -> EvaluationRecord`` (what
-            :func:`~keras_actfn.search.driver.run_search` takes).
+            :func:`~keras_actfn.search.engine.driver.run_search` takes).
         store_path: the search store journaling every evaluation; calling again with the
             same arguments resumes and evaluates only what is missing.
         path_json: where the JSON goes (``.gz`` suffix: gzip-compressed).

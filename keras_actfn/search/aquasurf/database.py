@@ -13,7 +13,7 @@ The workflow::
     db.report(fn, val_acc=0.71, train_acc=0.8, runtime=512.0)
     db.summary()
 
-**Storage.** One SQLite file, opened through :class:`~keras_actfn.search.store.Store` (WAL
+**Storage.** One SQLite file, opened through :class:`~keras_actfn.search.engine.store.Store` (WAL
 mode, write transactions with ``BEGIN IMMEDIATE`` retried while another process holds the
 lock), with four tables of its own beside the store's: ``afd_functions`` (every spelling,
 as text, pointing at its class), ``afd_classes`` (one row per output-equivalence class: the
@@ -57,7 +57,7 @@ import weakref
 
 import numpy as np
 
-from ..store import Store, StoreError
+from ..engine.store import Store, StoreError
 from .space import OPERATOR_SETS, AquasurfSpace, row_digests
 from .surrogate import BASELINE_FUNCTIONS, REGRESSORS, make_regressor
 

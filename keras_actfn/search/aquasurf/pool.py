@@ -192,7 +192,7 @@ class CandidatePool:
             :func:`~keras_actfn.search.aquasurf.features.finite_outputs`).
         features: ``"both"`` (the paper), ``"fim"`` or ``"outputs"``.
         fim: a :class:`FimFeatures` (needed unless ``features="outputs"``).
-        store: a :class:`~keras_actfn.search.store.Store` caching FIM features (optional:
+        store: a :class:`~keras_actfn.search.engine.store.Store` caching FIM features (optional:
             without one they live in memory only).
         first: indices placed first in the order (the start functions), in this order.
         seed: seeds the order of the rest and the embedding.
@@ -262,7 +262,7 @@ class CandidatePool:
     def compute(self, count: int | None = None, workers=1) -> int:
         """Compute FIM features until the first ``count`` functions of the order (all when
         None) have them, with ``workers`` processes (1: in this process) or, given a
-        :class:`~keras_actfn.search.ray_executor.RayExecutor`, as Ray tasks on its cluster
+        :class:`~keras_actfn.search.engine.ray_executor.RayExecutor`, as Ray tasks on its cluster
         (its resources per task -- a GPU when the cluster has them -- its width and its
         retry policy). Returns how many were computed."""
         todo = self.missing(count)
@@ -295,7 +295,7 @@ class CandidatePool:
         """Parallel mode: one extra worker computes the remaining FIM features, chunk by
         chunk in order, while the search runs; :meth:`poll` collects them. The worker is a
         local process, or with ``executor`` (a
-        :class:`~keras_actfn.search.ray_executor.RayExecutor`) one Ray task at a time on
+        :class:`~keras_actfn.search.engine.ray_executor.RayExecutor`) one Ray task at a time on
         its cluster."""
         todo = self.missing()
         if not todo or self._background is not None:

@@ -1,6 +1,6 @@
 """AQuaSurF's regression-guided search on the 2-D surrogate space (dissertation §6.6-6.7).
 
-:class:`AquasurfSearch` is an ask/tell :class:`~keras_actfn.search.base.SearchAlgorithm`
+:class:`AquasurfSearch` is an ask/tell :class:`~keras_actfn.search.engine.base.SearchAlgorithm`
 over a *fixed* list of candidate functions whose surrogate coordinates (the 2-D UMAP
 embedding of :func:`keras_actfn.search.aquasurf.features.embed`) were computed beforehand by
 the caller. It never trains and never embeds: it only picks which function to evaluate next.
@@ -48,7 +48,7 @@ mechanism" (pass the whole list). Equivalent functions should have been merged a
 FIM eigenvalues for random functions; once 5,000 had them, seven workers evaluated the
 best-predicted functions while the eighth kept computing FIM features, so the candidate set
 grew during the search. Here the same split maps onto the existing machinery without a
-thread system of its own: run the driver (:func:`~keras_actfn.search.driver.run_search`)
+thread system of its own: run the driver (:func:`~keras_actfn.search.engine.driver.run_search`)
 with ``workers - 1`` evaluation slots on the current candidate list, and compute FIM features
 for more functions in a separate process (e.g. a second ``run_search`` whose evaluator is
 :func:`~keras_actfn.search.aquasurf.fim.activation_fim_features`, journaled in its own run
@@ -67,7 +67,7 @@ import warnings
 
 import numpy as np
 
-from ..base import Candidate, SearchAlgorithm, rng_from_state, rng_state
+from ..engine.base import Candidate, SearchAlgorithm, rng_from_state, rng_state
 
 __all__ = ["AquasurfSearch", "REGRESSORS", "BASELINE_FUNCTIONS", "make_regressor",
            "find_functions", "candidates_digest"]

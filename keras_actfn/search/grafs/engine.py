@@ -5,9 +5,9 @@ function, so there is nothing for an ask/tell algorithm to propose except *which
 run*. :class:`GrafsSeeds` therefore asks one candidate per search seed, and
 :class:`GrafsSeedEvaluator` -- the evaluator the executors call -- runs :func:`grafs_search`
 for that seed and returns an :class:`~keras_actfn.train.record.EvaluationRecord` whose ``fn``
-is the function found. Through :func:`~keras_actfn.search.driver.run_search` the searches
+is the function found. Through :func:`~keras_actfn.search.engine.driver.run_search` the searches
 get what every other method has: each finished seed is written to the
-:class:`~keras_actfn.search.store.Store` (run ``"search"``) before anything else happens, a
+:class:`~keras_actfn.search.engine.store.Store` (run ``"search"``) before anything else happens, a
 killed run re-runs only the seeds that did not finish (and, with ``checkpoint_root``, a seed
 that was interrupted resumes from its last saved epoch), a resume with other settings is
 refused, and the seeds run one per worker on a process pool or a Ray cluster.
@@ -20,11 +20,11 @@ activation the search starts from as ``parent`` (``"relu(x)"``), ``mutation="gra
 ``meta={"seed": s}``; the record's ``fn`` holds the function found. Chosen because:
 
 * the journal reads as what happened -- one row per search, ``grafs seed 3`` (from
-  ``relu(x)``) found ``fn`` -- and :class:`~keras_actfn.search.driver.SearchSummary` and
+  ``relu(x)``) found ``fn`` -- and :class:`~keras_actfn.search.engine.driver.SearchSummary` and
   store queries name the seed. The original activation as text (the other natural choice)
   would give every row the same text, so ``keras-actfn report``, which groups a run's rows
   by candidate text, would merge all seeds into one "function" ``relu(x)``;
-* a label does not parse, so its :func:`~keras_actfn.search.base.equivalence_key` is
+* a label does not parse, so its :func:`~keras_actfn.search.engine.base.equivalence_key` is
   ``None``: the driver can never hand one seed's result to another as a "numerically
   equivalent function". :func:`run_grafs` also passes ``reuse=False``, so this does not hang
   on the label alone;
@@ -49,7 +49,7 @@ import traceback
 import numpy as np
 
 from ...train.record import EvaluationRecord
-from ..base import Candidate, SearchAlgorithm, failure_record, json_normalize
+from ..engine.base import Candidate, SearchAlgorithm, failure_record, json_normalize
 
 __all__ = ["GrafsSeeds", "GrafsSeedEvaluator", "SurgeryModel", "seed_label", "search_history",
            "describe_task", "describe_model", "load_search_task"]

@@ -7,7 +7,7 @@ ratio of a search's time to one evaluation run of the same model is the paper's 
 measure (Tables 11-13).
 
 Both stages run on the search engine (:mod:`.engine`): the searches are the run
-``"search"`` of a :class:`~keras_actfn.search.store.Store` (one journaled evaluation per
+``"search"`` of a :class:`~keras_actfn.search.engine.store.Store` (one journaled evaluation per
 seed, :class:`~.engine.GrafsSeeds` + :class:`~.engine.GrafsSeedEvaluator`), the comparison
 is the run ``"final"`` (:class:`~keras_actfn.search.pangaea.Rerank`, as for PANGAEA), so a
 killed protocol resumes where it stopped and both stages run on any executor.
@@ -72,7 +72,7 @@ class _SeedLog:
 def _open_store(store):
     """``(store, owned)``: a :class:`Store` for ``store`` (a Store, a path, or ``None`` for
     a temporary in-memory one) and whether this call must close it."""
-    from ..store import Store
+    from ..engine.store import Store
 
     if isinstance(store, Store):
         return store, False
@@ -81,11 +81,11 @@ def _open_store(store):
 
 def _executor(executor, workers, ray_address):
     """A context manager over the executor: a name is made (and closed after the run), an
-    :class:`~keras_actfn.search.executors.Executor` given is used and left open."""
+    :class:`~keras_actfn.search.engine.executors.Executor` given is used and left open."""
     import contextlib
 
-    from ..executors import Executor
-    from ..runner import make_executor
+    from ..engine.executors import Executor
+    from ..engine.executors import make_executor
 
     if isinstance(executor, Executor):
         return contextlib.nullcontext(executor)
@@ -119,15 +119,15 @@ def run_grafs(task=None, model=None, epochs=None, warm_start_epochs=None, seeds=
     every epoch, and a rerun resumes each search where it stopped (finished ones return at
     once).
 
-    The engine: the searches run through :func:`~keras_actfn.search.driver.run_search` as
-    the run ``"search"`` of ``store`` (a :class:`~keras_actfn.search.store.Store` or a path;
+    The engine: the searches run through :func:`~keras_actfn.search.engine.driver.run_search` as
+    the run ``"search"`` of ``store`` (a :class:`~keras_actfn.search.engine.store.Store` or a path;
     ``None``: a temporary in-memory store), one seed per worker (``executor="local"`` with
     ``workers > 1``: a process pool; ``"ray"``: a Ray cluster at ``ray_address``; or an
     executor object); the comparison is the run ``"final"`` of the same store. Called again
     with the same store, finished searches and finished evaluations are not repeated; other
-    settings raise :class:`~keras_actfn.search.store.StoreConfigError`."""
+    settings raise :class:`~keras_actfn.search.engine.store.StoreConfigError`."""
     from ...data import Task
-    from ..driver import run_search
+    from ..engine.driver import run_search
     from .engine import (GrafsSeedEvaluator, GrafsSeeds, describe_model, load_search_task,
                          search_history)
     from .search import check_checkpoint_root, check_search_settings, checkpoint_lock
@@ -243,9 +243,9 @@ def _final_comparison(journal, executor, found, baselines, task_spec, model, rec
     ``"final"`` of ``journal`` on ``executor``; returns ``(table rows, seconds of each ReLU
     run)``. A function found and also a baseline is evaluated once, as found."""
     from ...expr import parse
-    from ..driver import run_search
+    from ..engine.driver import run_search
     from ..pangaea import Rerank
-    from ..runner import make_evaluator
+    from ..engine.evaluator import make_evaluator
     from .engine import SurgeryModel, _plain, describe_model, describe_task
 
     shown = {}  # canonical text -> (text shown in the table, kind)

@@ -45,7 +45,7 @@ from ...expr import ops
 from ...expr.simplify import simplify
 from ...surgery import replace_activations
 from .cell import POSITIONS, CellParameters, SearchCell, discretize
-from ..locking import exclusive_lock
+from ..engine.locking import exclusive_lock
 from .schedule import drop_schedule, shrink_start, total_operations
 
 __all__ = ["GrafsResult", "grafs_search", "split_search_data", "CosineWarmRestarts",
@@ -161,7 +161,7 @@ _STATE_KEYS = {"epoch": int, "checkpoint": str, "traces": int, "active": list,
 def checkpoint_lock(directory):
     """Hold ``<directory>/.lock`` (created with the folder) for the ``with`` block, so one
     process at a time writes the folder: the store's lock
-    (:func:`~keras_actfn.search.locking.exclusive_lock`). Raises
+    (:func:`~keras_actfn.search.engine.locking.exclusive_lock`). Raises
     :class:`CheckpointLockedError` when another process holds it, :class:`CheckpointError`
     when the folder cannot be made."""
     directory = os.fspath(directory)

@@ -114,8 +114,8 @@ def _target_names(evaluator):
 def run_user_grafs(search, evaluator):
     """Run GRAFS for an :class:`~keras_actfn.search.user.ActivationSearch`; returns
     ``(summary, found functions, comparison rows)``."""
-    from ..driver import run_search
-    from ..store import Store
+    from ..engine.driver import run_search
+    from ..engine.store import Store
     from .engine import GrafsSeedEvaluator, GrafsSeeds
     from .search import check_checkpoint_root, check_search_settings, checkpoint_lock
 

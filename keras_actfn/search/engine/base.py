@@ -2,9 +2,9 @@
 
 A search algorithm never trains (DESIGN decision 4). It proposes :class:`Candidate` objects
 with :meth:`SearchAlgorithm.ask` and learns their results from
-:meth:`SearchAlgorithm.tell`; :func:`keras_actfn.search.driver.run_search` runs the
+:meth:`SearchAlgorithm.tell`; :func:`keras_actfn.search.engine.driver.run_search` runs the
 evaluations (in-process, on a process pool or on Ray) and writes every candidate and every
-result to the :class:`~keras_actfn.search.store.Store` *before* the algorithm sees it, together
+result to the :class:`~keras_actfn.search.engine.store.Store` *before* the algorithm sees it, together
 with the algorithm's :meth:`~SearchAlgorithm.state_dict`. A search killed at any moment
 therefore resumes from the store: the driver restores the latest state and re-runs the
 candidates that were asked but never finished.
@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from ..train.record import REASONS, EvaluationRecord
+from ...train.record import REASONS, EvaluationRecord
 
 __all__ = ["Candidate", "SearchAlgorithm", "rng_state", "rng_from_state", "equivalence_key",
            "failure_record", "json_normalize"]
@@ -108,7 +108,7 @@ class Candidate:
 class SearchAlgorithm(abc.ABC):
     """An ask/tell search: proposes candidates, learns from their records, never trains.
 
-    The contract, which :func:`~keras_actfn.search.driver.run_search` relies on:
+    The contract, which :func:`~keras_actfn.search.engine.driver.run_search` relies on:
 
     * ``ask()`` returns the next :class:`Candidate`, or ``None`` when it has nothing to
       propose *right now* (it waits for results, e.g. the end of a generation) or at all.
@@ -209,7 +209,7 @@ def equivalence_key(text: str) -> str | None:
     ``x*sigmoid(alpha*x)`` -- which starts as swish but learns its own slope -- does not.
     Text that does not parse gets ``None`` (no reuse; the evaluator records the failure).
     """
-    from ..expr import fingerprint_key, parse  # noqa: PLC0415 - the TF-free part of the call
+    from ...expr import fingerprint_key, parse  # noqa: PLC0415 - the TF-free part of the call
 
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):

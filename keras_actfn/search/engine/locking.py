@@ -1,7 +1,7 @@
 """One process at a time: an exclusive OS lock on a file, held for a block.
 
 :func:`exclusive_lock` is what keeps two processes from writing one journal: the search
-store (:meth:`~keras_actfn.search.store.Store.driver_lock`, on ``<store>.lock``) and a GRAFS
+store (:meth:`~keras_actfn.search.engine.store.Store.driver_lock`, on ``<store>.lock``) and a GRAFS
 checkpoint folder (on ``<folder>/.lock``) both take it. The lock is ``flock`` on the lock
 file, so the OS drops it when its holder exits or is killed: a crashed run never blocks its
 own resumption, and nothing has to clean stale lock files up. The file keeps a line naming

@@ -15,7 +15,7 @@ A :class:`Store` is one SQLite file in WAL mode (``":memory:"`` works for tests)
 Each change is one transaction: :meth:`Store.add_pending` writes the candidate with the
 algorithm state after the ask, :meth:`Store.complete` writes the record with the state after
 the tell. A process killed at any point leaves the store at a state boundary, which is what
-:func:`~keras_actfn.search.driver.run_search` resumes from.
+:func:`~keras_actfn.search.engine.driver.run_search` resumes from.
 
 Several processes may open one store (a report reading while a search writes, several
 readers); writes take SQLite's write lock with ``BEGIN IMMEDIATE`` under a busy timeout and
@@ -46,7 +46,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from ..train.record import EvaluationRecord
+from ...train.record import EvaluationRecord
 from .base import Candidate, json_normalize
 from .locking import exclusive_lock
 
@@ -537,7 +537,7 @@ class Store:
 
         Raises :class:`StoreLockedError` if another live process holds it. The OS drops the
         lock when the holder exits or is killed, so a crashed search never blocks its
-        resumption (:func:`~keras_actfn.search.locking.exclusive_lock`). In-memory stores and
+        resumption (:func:`~keras_actfn.search.engine.locking.exclusive_lock`). In-memory stores and
         systems without ``fcntl`` take no lock.
         """
         if self.readonly:

@@ -1,7 +1,7 @@
 """The search loop: ask the algorithm, evaluate on an executor, journal, tell.
 
-:func:`run_search` connects a :class:`~keras_actfn.search.base.SearchAlgorithm`, an
-evaluator, a :class:`~keras_actfn.search.store.Store` and an executor. It is steady-state:
+:func:`run_search` connects a :class:`~keras_actfn.search.engine.base.SearchAlgorithm`, an
+evaluator, a :class:`~keras_actfn.search.engine.store.Store` and an executor. It is steady-state:
 whenever the executor has a free slot the algorithm is asked for the next candidate, so no
 worker idles at a generation boundary the algorithm does not need (dissertation B.2.2).
 
@@ -12,7 +12,7 @@ Order of events, which is what makes a killed search resume exactly:
    the ask, so the resumed algorithm asks the same candidate again. Killed after: the
    candidate is pending and the algorithm's state knows it asked it.
 2. The evaluation is marked ``running`` and submitted. A candidate numerically equivalent
-   to one already finished (same :func:`~keras_actfn.search.base.equivalence_key` and
+   to one already finished (same :func:`~keras_actfn.search.engine.base.equivalence_key` and
    training seed) is not evaluated: it gets a copy of that record
    (``record.info["reused_from"]`` = the source's id); one equivalent to a candidate still
    running waits for it.
@@ -23,7 +23,7 @@ Order of events, which is what makes a killed search resume exactly:
    told once. Killed after: both are on disk.
 
 On start (and on resume) the driver checks the run's config
-(:class:`~keras_actfn.search.store.StoreConfigError` if it differs), loads the latest
+(:class:`~keras_actfn.search.engine.store.StoreConfigError` if it differs), loads the latest
 algorithm state, and re-submits every unfinished evaluation before asking anything new.
 Each asked candidate therefore gets exactly one finished result.
 
@@ -49,7 +49,7 @@ import math
 import time
 import warnings
 
-from ..train.record import EvaluationRecord
+from ...train.record import EvaluationRecord
 from .base import Candidate, SearchAlgorithm, equivalence_key
 from .executors import Executor, Finished, InProcessExecutor
 from .store import Evaluation, Store
@@ -96,7 +96,7 @@ class SearchSummary:
         return self.best[0].record if self.best else None
 
     def __str__(self):
-        from ..expr.simplify import simplified_text
+        from ...expr.simplify import simplified_text
 
         c = self.counts
         lines = [f"search stopped ({self.stop_reason}) after {c['finished']} candidates: "
@@ -255,11 +255,11 @@ def run_search(algorithm: SearchAlgorithm, evaluator, store, executor: Executor 
     is done; every step journaled in ``store`` first (see the module docstring).
 
     Args:
-        algorithm: a :class:`~keras_actfn.search.base.SearchAlgorithm`, freshly built with
+        algorithm: a :class:`~keras_actfn.search.engine.base.SearchAlgorithm`, freshly built with
             the search's settings; its state is restored from the store when resuming.
         evaluator: picklable ``evaluator(text, seed=seed) -> EvaluationRecord``, e.g.
             ``functools.partial(evaluate_activation, task="mnist1d", recipe="quick")``.
-        store: a :class:`~keras_actfn.search.store.Store` or a path to one.
+        store: a :class:`~keras_actfn.search.engine.store.Store` or a path to one.
         executor: where evaluations run; default :class:`InProcessExecutor`. An executor
             passed in is started with ``evaluator`` and left open.
         budget: finished candidates (reused included) at which the run stops, counted over

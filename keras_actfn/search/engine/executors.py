@@ -1,5 +1,5 @@
 """Run evaluations: in this process, on a local process pool, or on Ray worker actors
-(:class:`RayExecutor`, defined in :mod:`keras_actfn.search.ray_executor`).
+(:class:`RayExecutor`, defined in :mod:`keras_actfn.search.engine.ray_executor`).
 
 An executor runs ``evaluator(text, seed=seed)`` for the driver and hands back the records;
 it never touches the store (the driver alone writes it). Every executor has the same small
@@ -39,11 +39,11 @@ import time
 import traceback
 from typing import NamedTuple
 
-from ..train.record import EvaluationRecord
+from ...train.record import EvaluationRecord
 from .base import failure_record
 
 __all__ = ["Executor", "InProcessExecutor", "LocalPoolExecutor", "RayExecutor", "Finished",
-           "run_evaluation", "detect_gpus"]
+           "run_evaluation", "detect_gpus", "make_executor"]
 
 
 class Finished(NamedTuple):
@@ -412,3 +412,22 @@ class LocalPoolExecutor(Executor):
 # the Ray executor lives in its own module (actors, retry policy, resources per task); it is
 # re-exported here, where the other executors are
 from .ray_executor import RayExecutor  # noqa: E402
+
+
+def make_executor(kind="local", workers=None, ray_address=None, **ray_options):
+    """An executor by name: ``"local"``/``"pool"`` (``workers`` processes; 1 or None: in
+    this process), ``"inprocess"``, or ``"ray"`` (a
+    :class:`~keras_actfn.search.engine.ray_executor.RayExecutor` at ``ray_address`` with at
+    most ``workers`` evaluations in flight -- None: what the cluster's free resources hold --
+    and ``ray_options`` such as ``cpus_per_task``, ``gpus_per_task``, ``max_retries``,
+    ``data_dir``)."""
+    if kind == "ray":
+        return RayExecutor(address=ray_address, max_in_flight=workers, **ray_options)
+    if ray_options:
+        raise ValueError(f"{', '.join(sorted(ray_options))} apply to the ray executor only")
+    workers = 1 if workers is None else workers
+    if kind in ("local", "pool") and int(workers) > 1:
+        return LocalPoolExecutor(workers=int(workers))
+    if kind not in ("local", "pool", "inprocess"):
+        raise ValueError(f"unknown executor {kind!r}; expected local or ray")
+    return InProcessExecutor()

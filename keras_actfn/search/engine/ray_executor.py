@@ -2,7 +2,7 @@
 policy owned by the library.
 
 :class:`RayExecutor` is the Ray counterpart of the local process pool
-(:mod:`keras_actfn.search.executors`):
+(:mod:`keras_actfn.search.engine.executors`):
 
 * **Worker reuse.** Evaluations run in long-lived Ray actors, one per slot (a GPU, a GPU
   fraction, or ``cpus_per_task`` CPUs). An actor imports TensorFlow and receives the
@@ -48,7 +48,7 @@ import socket
 import sys
 import time
 
-from ..train.user_model import UserInputError
+from ...train.user_model import UserInputError
 from .base import failure_record
 from .executors import Executor, Finished, _labels, _record, run_evaluation
 
