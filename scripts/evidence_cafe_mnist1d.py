@@ -153,6 +153,17 @@ def run_all(args, settings, metric):
         print(f"[{time.perf_counter() - start:7.0f} s] final comparison done", flush=True)
 
 
+def readable(text):
+    """The function as the page prints it: simplified (``zero(...)`` terms dropped,
+    ``identity`` unwrapped...), the stored text where simplification fails."""
+    from keras_actfn.expr import simplified_text
+
+    try:
+        return simplified_text(text)
+    except Exception:  # noqa: BLE001 - a page line must never stop the report
+        return text
+
+
 def analyze(store_path, settings):
     from keras_actfn.search.engine.store import Store
 
@@ -182,11 +193,12 @@ def analyze(store_path, settings):
             "best_validation_accuracy": float(finite.max()) if finite.size else math.nan,
             "best_per_generation": per_generation_best(acc, sizes),
             "top": top_functions(evs, settings["top"]),
+            "top_simplified": [readable(t) for t in top_functions(evs, settings["top"])],
             "relu_found": any(ev.text == RELU for ev in evs)}
         for i, ev in enumerate(evs):
-            search_rows.append([name, i + 1, ev.candidate.generation, ev.text, ev.record.status,
-                                ev.record.reason or "", ev.record.validation_accuracy,
-                                ev.record.validation_loss])
+            search_rows.append([name, i + 1, ev.candidate.generation, ev.text,
+                                readable(ev.text), ev.record.status, ev.record.reason or "",
+                                ev.record.validation_accuracy, ev.record.validation_loss])
     base = [r.test_accuracy for r in final.get(RELU, []) if r.ok and r.test_accuracy is not None]
     origin = {t: name for name in ("random", "evolution")
               for t in result["searches"].get(name, {}).get("top", [])}
@@ -195,6 +207,7 @@ def analyze(store_path, settings):
         t, p, dof = welch(values, base) if text != RELU else (math.nan,) * 3
         result["final"][text] = {
             "from": "baseline" if text == RELU else origin.get(text, "?"),
+            "simplified": readable(text),
             "runs": len(records), "trained": len(values), "test_accuracy": values,
             "mean": float(np.mean(values)) if values else math.nan,
             "std": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
@@ -208,8 +221,8 @@ def write_outputs(result, search_rows, out, meta):
         json.dump({**meta, **result}, f, indent=1)
     with open(os.path.join(out, "search.csv"), "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["search", "order", "generation", "function", "status", "reason",
-                         "validation_accuracy", "validation_loss"])
+        writer.writerow(["search", "order", "generation", "function", "simplified", "status",
+                         "reason", "validation_accuracy", "validation_loss"])
         writer.writerows(search_rows)
     with open(os.path.join(out, "final_runs.csv"), "w", newline="") as f:
         writer = csv.writer(f)
@@ -225,6 +238,7 @@ def plot_progress(result, path):
     (random search's candidates grouped in completion order into blocks of the same sizes)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(6, 3.8), dpi=100)
     FigureCanvasAgg(fig)
@@ -240,6 +254,7 @@ def plot_progress(result, path):
                 label=f"{name}: best so far")
     relu = result["final"].get(RELU)
     ax.set_xlabel("generation")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
     ax.set_ylabel("validation accuracy (MNIST-1D CNN)")
     ax.legend(fontsize="small")
     if relu is not None and math.isfinite(relu["mean"]):
@@ -255,7 +270,7 @@ def print_summary(result):
               + " ".join(f"{v:.3f}" for v in s["best_per_generation"]))
     print(f"\n{'function':<56} {'from':<9} {'test acc':>17} {'n':>2} {'t':>6} {'p':>8}")
     for text, row in sorted(result["final"].items(), key=lambda kv: -kv[1]["mean"]):
-        print(f"{text[:56]:<56} {row['from']:<9} {row['mean']:.4f} ± {row['std']:.4f} "
+        print(f"{row['simplified'][:56]:<56} {row['from']:<9} {row['mean']:.4f} ± {row['std']:.4f} "
               f"{row['trained']:>2} {row['welch_t_vs_relu']:>6.2f} {row['p_value']:>8.2g}")
 
 

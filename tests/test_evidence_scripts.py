@@ -231,6 +231,33 @@ def test_cafe_analyze(cafe_store):
     assert len(rows) == 10
 
 
+def test_cafe_page_prints_simplified_functions_and_whole_generations(tmp_path, monkeypatch):
+    assert cafe.readable("zero(identity(x) + sqrt(x)) + identity(tanh(x))") == "tanh(x)"
+    assert cafe.readable("not a function (") == "not a function ("  # kept as stored
+    result = {"searches": {"evolution": {"best_per_generation": [0.5, 0.6, 0.7]}},
+              "final": {}}
+    path = str(tmp_path / "p.png")
+    cafe.plot_progress(result, path)
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    # the x ticks are whole generations
+    from matplotlib.ticker import MaxNLocator
+
+    import matplotlib.figure
+    seen = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def capture(fig, *args, **kwargs):
+        ticks = fig.axes[0].get_xticks()
+        seen["ticks"] = [t for t in ticks if 1 <= t <= 3]
+        seen["locator"] = fig.axes[0].xaxis.get_major_locator()
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
+    cafe.plot_progress(result, path)
+    assert isinstance(seen["locator"], MaxNLocator)
+    assert seen["ticks"] and all(float(t).is_integer() for t in seen["ticks"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["autoinit", "cafe"])
 def test_tiny_runs_end_to_end(script, tmp_path):
