@@ -126,10 +126,6 @@ class ManualExecutor(Executor):
     def capacity(self):
         return self.slots - len(self.jobs)
 
-    @property
-    def in_flight(self):
-        return len(self.jobs)
-
     def submit(self, eval_id, text, seed):
         self.jobs.append((eval_id, text, seed))
         self.submitted.append(text)

@@ -230,8 +230,6 @@ class CandidatePool:
         self._background = None
         self._futures: list = []
         self._embedded_size = 0
-        self._coords = None
-        self._ready: list = []
 
     # ----------------------------------------------------------------------- features
     @property
@@ -373,7 +371,7 @@ class CandidatePool:
         coords = embed(seed=self.seed, **kwargs)
         self._say(f"embedded {len(ready)} functions ({self.features}) in "
                   f"{time.perf_counter() - start:.0f} s")
-        self._ready, self._coords, self._embedded_size = ready, coords, len(ready)
+        self._embedded_size = len(ready)
         return [self.texts[i] for i in ready], coords
 
     def poll(self):

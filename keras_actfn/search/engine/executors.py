@@ -141,11 +141,6 @@ class Executor(abc.ABC):
     def capacity(self) -> int:
         """How many more evaluations can be submitted now."""
 
-    @property
-    @abc.abstractmethod
-    def in_flight(self) -> int:
-        """Evaluations submitted and not yet returned by :meth:`wait`."""
-
     @abc.abstractmethod
     def submit(self, eval_id: int, text: str, seed: int) -> None:
         """Start evaluating ``text`` with training seed ``seed``."""
@@ -183,10 +178,6 @@ class InProcessExecutor(Executor):
     @property
     def capacity(self) -> int:
         return 0 if self._queue else 1
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._queue)
 
     def submit(self, eval_id, text, seed):
         self._need_evaluator()
@@ -322,10 +313,6 @@ class LocalPoolExecutor(Executor):
         if self._suspects or self._solo is not None:
             return 0  # isolating a worker crash: nothing else runs meanwhile
         return max(self.workers - len(self._futures), 0)
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._futures) + len(self._suspects)
 
     def submit(self, eval_id, text, seed):
         self._need_evaluator()

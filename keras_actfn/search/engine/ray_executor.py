@@ -432,10 +432,6 @@ class RayExecutor(Executor):
         self._refresh()
         return max(self._target - self._busy() - len(self._retry), 0)
 
-    @property
-    def in_flight(self) -> int:
-        return self._busy() + len(self._retry)
-
     def _launch(self, job, attempt):
         eval_id, text, seed = job
         if self.reuse_workers:
