@@ -10,7 +10,11 @@ Quick tour::
 Importing the package as a library loads TensorFlow and registers the package's Keras
 layers, so ``keras.models.load_model`` finds them without ``custom_objects``. The
 ``keras-actfn`` command imports nothing heavy until a sub-command needs it (``--help``
-answers in a fraction of a second); the exports below resolve lazily there.
+answers in a fraction of a second); the exports below resolve lazily there. So do they in
+a process started with ``KERAS_ACTFN_LAZY_IMPORT=1``: one that only drives the search
+engine (``keras_actfn.search.engine`` imports no TensorFlow) or reads stores, where a
+TensorFlow start-up is seconds of waste; call :func:`load_all` there before loading a
+``.keras`` file that holds the package's layers.
 """
 
 __version__ = "0.1.0"
@@ -91,5 +95,9 @@ def _started_by_command_line() -> bool:
     return _os.path.basename(argv0 or "").startswith("keras-actfn") or argv0 == "-m"
 
 
-if not _started_by_command_line():
+def _lazy() -> bool:
+    return _started_by_command_line() or _os.environ.get("KERAS_ACTFN_LAZY_IMPORT") == "1"
+
+
+if not _lazy():
     load_all()

@@ -10,14 +10,32 @@
 See docs/evaluation.md.
 """
 
-from .evaluate import clear_caches, evaluate_activation, prepare, resolve_activation
-from .record import METRICS, REASONS, EvaluationRecord
-from .recipes import RECIPES, WIDTH_ARGUMENTS, Recipe, get_recipe, parse_augment, register_recipe
-from .schedules import (Constant, LinearWarmupDecay, PiecewiseConstant, Schedule, WarmupCosine,
-                        schedule_from_config, step_table)
+import importlib as _importlib
 
-__all__ = ["evaluate_activation", "prepare", "resolve_activation", "clear_caches",
-           "EvaluationRecord", "REASONS", "METRICS", "Recipe", "RECIPES", "get_recipe",
-           "register_recipe", "parse_augment", "WIDTH_ARGUMENTS", "Schedule", "Constant",
-           "PiecewiseConstant", "LinearWarmupDecay", "WarmupCosine", "schedule_from_config",
-           "step_table"]
+#: public name -> the module (relative to this package) that defines it; resolved on first
+#: use (PEP 562), so the record type is importable without TensorFlow (the search engine
+#: journals records and needs no training code)
+_EXPORTS = {
+    **dict.fromkeys(["evaluate_activation", "prepare", "resolve_activation", "clear_caches"],
+                    ".evaluate"),
+    **dict.fromkeys(["EvaluationRecord", "REASONS", "METRICS"], ".record"),
+    **dict.fromkeys(["Recipe", "RECIPES", "get_recipe", "register_recipe", "parse_augment",
+                     "WIDTH_ARGUMENTS"], ".recipes"),
+    **dict.fromkeys(["Schedule", "Constant", "PiecewiseConstant", "LinearWarmupDecay",
+                     "WarmupCosine", "schedule_from_config", "step_table"], ".schedules"),
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    where = _EXPORTS.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
