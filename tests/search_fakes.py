@@ -149,7 +149,7 @@ class RandomListSearch(SearchAlgorithm):
         self.digest = state["digest"]
 
     def config(self):
-        return {"name": "random-list", "seed": self.seed, "limit": self.limit,
+        return {"algorithm": "random-list", "seed": self.seed, "limit": self.limit,
                 "max_outstanding": self.max_outstanding, "wrap_prob": self.wrap_prob,
                 "texts": list(self.texts), "task": "fake", "model": "fake", "recipe": "fake"}
 
@@ -185,4 +185,4 @@ class SequenceSearch(SearchAlgorithm):
         self.told = [tuple(item) for item in state["told"]]
 
     def config(self):
-        return {"name": "sequence", "texts": self.texts, "seeds": self.seeds}
+        return {"algorithm": "sequence", "texts": self.texts, "seeds": self.seeds}

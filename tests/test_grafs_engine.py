@@ -82,7 +82,7 @@ def test_each_seed_is_one_journaled_evaluation(uninterrupted):
     assert [ev.seed for ev in evaluations] == [0, 1]
     assert {ev.candidate.parent for ev in evaluations} == {"relu(x)"}
     assert [ev.record.fn for ev in evaluations] == found
-    assert [ev.fingerprint for ev in evaluations] == [None, None]  # never reused
+    assert [ev.equivalence_key for ev in evaluations] == [None, None]  # never reused
     for ev, search in zip(evaluations, result["searches"]):
         record = ev.record
         assert record.ok and record.seed == ev.seed and record.recipe == "grafs_search"

@@ -10,10 +10,14 @@ import pytest
 
 from keras_actfn.search.engine.base import (Candidate, equivalence_key, failure_record,
                                      rng_from_state, rng_state)
-from keras_actfn.search.engine.store import (Store, StoreConfigError, StoreError, StoreLockedError)
+from keras_actfn.search.engine.driver import run_search
+from keras_actfn.search.engine.store import (SCHEMA_VERSION, Store, StoreConfigError, StoreError,
+                                             StoreLockedError)
 from keras_actfn.train.record import EvaluationRecord
 
-CONFIG = {"algorithm": {"name": "pangaea", "population": 64, "sample": 16,
+from search_fakes import FakeEvaluator, RandomListSearch
+
+CONFIG = {"algorithm": {"algorithm": "pangaea", "population": 64, "sample": 16,
                         "task": "mnist1d", "recipe": "quick"}, "seed": 0}
 
 
@@ -40,7 +44,7 @@ def test_round_trip_pending_running_ok(store, tmp_path):
     ev = store.evaluation(eval_id)
     assert ev.status == "pending" and ev.record is None and ev.order is None
     assert ev.candidate == cand and ev.candidate.meta == {"k": 2, "edges": [1, 2]}
-    assert ev.seed == 7 and ev.fingerprint == "key1"
+    assert ev.seed == 7 and ev.equivalence_key == "key1"
     assert [e.id for e in store.pending()] == [eval_id]
 
     store.mark_running(eval_id, "host:1")
@@ -339,3 +343,114 @@ def test_failure_record():
     assert rec.failed and rec.reason == "error" and rec.seed == 3 and rec.task == "t"
     with pytest.raises(ValueError, match="unknown failure reason"):
         failure_record("x", 0, "meh", "")
+
+
+# --------------------------------------------------------------------------- old layouts
+#: the layout-2 store as keras_actfn wrote it before the equivalence key's column had its
+#: name (``fingerprint``, indexed by ``evaluations_by_fingerprint``)
+LAYOUT_2 = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, config TEXT NOT NULL,
+    created REAL NOT NULL, status TEXT NOT NULL DEFAULT 'open');
+CREATE TABLE evaluations (id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs(id),
+    candidate TEXT NOT NULL, parent TEXT, mutation TEXT,
+    generation INTEGER NOT NULL DEFAULT 0, meta TEXT NOT NULL DEFAULT '{}',
+    fingerprint TEXT, seed INTEGER, worker TEXT,
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'running', 'ok', 'failed')),
+    record TEXT, reused_from INTEGER REFERENCES evaluations(id), completion INTEGER,
+    asked REAL NOT NULL, started REAL, finished REAL,
+    CHECK ((status IN ('ok', 'failed')) = (record IS NOT NULL)),
+    CHECK ((status IN ('ok', 'failed')) = (completion IS NOT NULL)));
+CREATE INDEX evaluations_by_status ON evaluations(run, status);
+CREATE INDEX evaluations_by_fingerprint ON evaluations(run, fingerprint, seed);
+CREATE UNIQUE INDEX evaluations_by_completion ON evaluations(run, completion);
+CREATE TABLE state (run INTEGER NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
+    state TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (run, seq));
+CREATE TABLE features (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (kind, key));
+PRAGMA user_version = 2;
+"""
+
+
+def _layout(path):
+    """(user_version, evaluations' columns, index names) of the store file ``path``."""
+    conn = sqlite3.connect(path)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(evaluations)")]
+        indexes = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'evaluations'"
+            " AND sql IS NOT NULL")}
+        return version, columns, indexes
+    finally:
+        conn.close()
+
+
+def _layout_2_copy(source, target):
+    """Write ``target`` by hand as a layout-2 store holding ``source``'s runs, evaluations
+    and states, each run's algorithm named under "name" as the surrogate and the benchmark
+    replay wrote it then."""
+    conn = sqlite3.connect(target)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(LAYOUT_2)
+    conn.execute("ATTACH DATABASE ? AS current", (str(source),))
+    for table in ("runs", "evaluations", "state"):  # the same columns in the same order
+        conn.execute(f"INSERT INTO main.{table} SELECT * FROM current.{table}")
+    for run_id, text in conn.execute("SELECT id, config FROM main.runs").fetchall():
+        config = json.loads(text)
+        config["algorithm"]["name"] = config["algorithm"].pop("algorithm")
+        conn.execute("UPDATE main.runs SET config = ? WHERE id = ?",
+                     (json.dumps(config, sort_keys=True), run_id))
+    conn.commit()
+    conn.execute("DETACH DATABASE current")
+    conn.close()
+
+
+def test_a_layout_2_store_reads_as_it_is_and_resumes_upgraded(tmp_path):
+    """A store written before ``fingerprint`` became ``equivalence_key`` and before every
+    algorithm named itself under "algorithm": read-only it is read unchanged; resumed, it is
+    upgraded in place and the search continues exactly as one uninterrupted run."""
+    one, current, old = tmp_path / "one.db", tmp_path / "current.db", tmp_path / "old.db"
+    run_search(RandomListSearch(seed=4), FakeEvaluator(), one, budget=30)
+    run_search(RandomListSearch(seed=4), FakeEvaluator(), current, budget=12)
+    _layout_2_copy(current, old)
+    assert _layout(old) == (2, _layout(current)[1][:7] + ["fingerprint"]
+                            + _layout(current)[1][8:],
+                            {"evaluations_by_status", "evaluations_by_fingerprint",
+                             "evaluations_by_completion"})
+
+    with Store(current) as reference, Store(old, readonly=True) as legacy:
+        reference.select_run()
+        legacy.select_run()
+        assert legacy.run_config() == reference.run_config()  # "name" read as "algorithm"
+        assert legacy.run_config()["algorithm"]["algorithm"] == "random-list"
+        assert [r["config"] for r in legacy.runs()] == [reference.run_config()]
+        assert legacy.evaluations() == reference.evaluations()
+        keys = [(e.equivalence_key, e.seed) for e in reference.results()]
+        assert all(key is not None for key, _ in keys)
+        assert [legacy.lookup(*k).id for k in keys] == [reference.lookup(*k).id for k in keys]
+        assert legacy.counts() == reference.counts() and legacy.counts()["finished"] == 12
+        assert legacy.latest_state() == reference.latest_state()
+    assert _layout(old)[0] == 2 and "fingerprint" in _layout(old)[1]  # nothing written
+
+    # resumed: upgraded when opened, then on to the budget like the uninterrupted run
+    summary = run_search(RandomListSearch(seed=4), FakeEvaluator(), old, budget=30)
+    assert summary.counts["finished"] == 30
+    version, columns, indexes = _layout(old)
+    assert (version, columns) == (SCHEMA_VERSION, _layout(current)[1])
+    assert "equivalence_key" in columns and "fingerprint" not in columns
+    assert indexes == _layout(current)[2] and "evaluations_by_equivalence_key" in indexes
+    with Store(one) as a, Store(old) as b:
+        a.select_run()
+        b.select_run()
+        assert [(e.text, e.record.fitness(), e.reused_from, e.equivalence_key)
+                for e in a.results()] == [(e.text, e.record.fitness(), e.reused_from,
+                                           e.equivalence_key) for e in b.results()]
+        assert a.latest_state()["digest"] == b.latest_state()["digest"]
+        # a run config still naming its algorithm under "name" resumes the same run
+        legacy_config = b.run_config()
+        legacy_config["algorithm"]["name"] = legacy_config["algorithm"].pop("algorithm")
+        assert b.open_run(legacy_config) == b.run_id == 1
+        legacy_config["algorithm"]["seed"] = 5
+        with pytest.raises(StoreConfigError, match="algorithm.seed: stored 4, requested 5"):
+            b.open_run(legacy_config)

@@ -165,9 +165,9 @@ class _Driver:
 
     # -------------------------------------------------------------- dispatch
     def _dispatch(self, ev: Evaluation):
-        key = (ev.fingerprint, ev.seed) if self.reuse and ev.fingerprint else None
+        key = (ev.equivalence_key, ev.seed) if self.reuse and ev.equivalence_key else None
         if key is not None:
-            source = self.store.lookup(ev.fingerprint, seed=ev.seed)
+            source = self.store.lookup(ev.equivalence_key, seed=ev.seed)
             if source is not None:
                 self._finish(ev, _reused_copy(source, ev), worker="reused",
                              reused_from=source.id)

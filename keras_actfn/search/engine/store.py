@@ -6,7 +6,8 @@ A :class:`Store` is one SQLite file in WAL mode (``":memory:"`` works for tests)
   JSON config that defines the search. :meth:`Store.open_run` creates the run or resumes it,
   and refuses (:class:`StoreConfigError`) when the stored config differs.
 * ``evaluations``: one row per candidate the algorithm asked: text, parent, mutation,
-  generation, meta, equivalence key, training seed, worker, status
+  generation, meta, ``equivalence_key`` (equal for numerically equivalent functions:
+  :func:`~keras_actfn.search.engine.base.equivalence_key`), training seed, worker, status
   (``pending`` -> ``running`` -> ``ok`` | ``failed``), the record as JSON, the evaluation it
   reused (if any), its position in completion order, and asked/started/finished times.
 * ``state``: the algorithm's ``state_dict`` after each ask and each tell, numbered; only the
@@ -31,6 +32,12 @@ opened or written -- a read-only file or folder, a path through a file, a damage
 is a :class:`StoreError` naming the file and the cause, found before anything is created
 where it can be (:func:`check_store_path`).
 
+Stores written by earlier versions open and resume: a writable store is upgraded in place
+when opened (one transaction, under SQLite's write lock), a read-only one is read as it is
+(layout 2 and earlier named the ``equivalence_key`` column ``fingerprint``). A run config
+whose algorithm names itself under ``"name"`` (the AQuaSurF surrogate and benchmark replay
+before they used ``"algorithm"`` like every method) is read as ``"algorithm"``.
+
 Everything read back is data: JSON parsed into records and candidates, never code.
 """
 
@@ -54,7 +61,7 @@ __all__ = ["Store", "Evaluation", "StoreError", "StoreConfigError", "StoreLocked
            "SCHEMA_VERSION", "check_store_path"]
 
 #: the layout version written to ``PRAGMA user_version``
-SCHEMA_VERSION = 2  # 2: the features table (1 is upgraded in place)
+SCHEMA_VERSION = 3  # 3: fingerprint -> equivalence_key; 2: the features table (1, 2 upgraded)
 
 PENDING, RUNNING, OK, FAILED = "pending", "running", "ok", "failed"
 
@@ -77,7 +84,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
     mutation TEXT,
     generation INTEGER NOT NULL DEFAULT 0,
     meta TEXT NOT NULL DEFAULT '{}',
-    fingerprint TEXT,
+    equivalence_key TEXT,
     seed INTEGER,
     worker TEXT,
     status TEXT NOT NULL DEFAULT 'pending'
@@ -92,7 +99,8 @@ CREATE TABLE IF NOT EXISTS evaluations (
     CHECK ((status IN ('ok', 'failed')) = (completion IS NOT NULL))
 );
 CREATE INDEX IF NOT EXISTS evaluations_by_status ON evaluations(run, status);
-CREATE INDEX IF NOT EXISTS evaluations_by_fingerprint ON evaluations(run, fingerprint, seed);
+CREATE INDEX IF NOT EXISTS evaluations_by_equivalence_key
+    ON evaluations(run, equivalence_key, seed);
 CREATE UNIQUE INDEX IF NOT EXISTS evaluations_by_completion ON evaluations(run, completion);
 CREATE TABLE IF NOT EXISTS state (
     run INTEGER NOT NULL REFERENCES runs(id),
@@ -109,7 +117,10 @@ CREATE TABLE IF NOT EXISTS features (
 );
 """
 
-_COLUMNS = ("id, run, candidate, parent, mutation, generation, meta, fingerprint, seed, worker, "
+#: the ``equivalence_key`` column's name in layouts 1 and 2 (a read-only store keeps it)
+_OLD_KEY_COLUMN = "fingerprint"
+
+_COLUMNS = ("id, run, candidate, parent, mutation, generation, meta, {key}, seed, worker, "
             "status, record, reused_from, completion, asked, started, finished")
 
 
@@ -134,6 +145,8 @@ class StoreLockedError(StoreError):
 class Evaluation:
     """One row of the journal: a candidate and, once finished, its record.
 
+    ``equivalence_key`` is :func:`~keras_actfn.search.engine.base.equivalence_key` of the
+    text when the search reuses results (else ``None``).
     ``order`` is the position in completion order (1, 2, ...; ``None`` while unfinished);
     ``reused_from`` is the id of the evaluation whose result this one copied (numerically
     equivalent function), else ``None``. Times are UNIX seconds.
@@ -142,7 +155,7 @@ class Evaluation:
     id: int
     run: int
     candidate: Candidate
-    fingerprint: str | None
+    equivalence_key: str | None
     seed: int | None
     worker: str | None
     status: str
@@ -170,6 +183,23 @@ def _flatten(value, prefix=""):
             out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix or "(config)": value}
+
+
+def _current_config(config):
+    """A run config in the current form: an algorithm config that names the algorithm under
+    ``"name"`` and has no ``"algorithm"`` key (written before every method used
+    ``"algorithm"``) names it under ``"algorithm"``. Anything else is returned as it is."""
+    algorithm = config.get("algorithm") if isinstance(config, dict) else None
+    if not isinstance(algorithm, dict) or "name" not in algorithm or "algorithm" in algorithm:
+        return config
+    renamed = {("algorithm" if key == "name" else key): value
+               for key, value in algorithm.items()}
+    return {**config, "algorithm": renamed}
+
+
+def _has_column(conn, table: str, column: str) -> bool:
+    """Whether ``table`` exists with ``column`` (``conn``: a connection or a cursor)."""
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def _is_busy(err: sqlite3.OperationalError) -> bool:
@@ -272,6 +302,8 @@ class Store:
         self.run_id: int | None = None
         self.run_name: str | None = None
         self._memory = _is_memory(self.path)
+        #: the column holding the equivalence key (its layout-2 name in an old read-only store)
+        self._key_column = "equivalence_key"
         if self._memory and self.readonly:
             raise ValueError("an in-memory store cannot be opened read-only")
         check_store_path(self.path, readonly=self.readonly)
@@ -357,9 +389,17 @@ class Store:
                 raise StoreError(f"{self.path!r} is an empty SQLite file, not a keras_actfn "
                                  f"search store")
         if self.readonly:  # an older layout reads as it is (upgrading would write)
+            if _has_column(self._conn, "evaluations", _OLD_KEY_COLUMN):
+                self._key_column = _OLD_KEY_COLUMN
             return
 
         def create(cur):
+            # layouts 1 and 2 -> 3; checked inside the write transaction, where no other
+            # process can be upgrading the same file at the same time
+            if _has_column(cur, "evaluations", _OLD_KEY_COLUMN):
+                cur.execute("DROP INDEX IF EXISTS evaluations_by_fingerprint")
+                cur.execute(f"ALTER TABLE evaluations RENAME COLUMN {_OLD_KEY_COLUMN} TO "
+                            f"equivalence_key")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     cur.execute(statement)
@@ -464,7 +504,7 @@ class Store:
         """
         if not isinstance(config, dict):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
-        config = json_normalize(config, "the search config")
+        config = _current_config(json_normalize(config, "the search config"))
         text = json.dumps(config, sort_keys=True)
 
         def body(cur):
@@ -473,7 +513,7 @@ class Store:
                 cur.execute("INSERT INTO runs (name, config, created, status) VALUES "
                             "(?, ?, ?, 'open')", (name, text, time.time()))
                 return cur.lastrowid, None
-            return row[0], json.loads(row[1])
+            return row[0], _current_config(json.loads(row[1]))
 
         run_id, stored = self._write(body)
         if stored is not None and stored != config:
@@ -512,14 +552,16 @@ class Store:
 
     def runs(self) -> list[dict]:
         """Every run: ``{"id", "name", "config", "created", "status"}``."""
-        return [{"id": i, "name": n, "config": json.loads(c), "created": t, "status": s}
+        return [{"id": i, "name": n, "config": _current_config(json.loads(c)), "created": t,
+                 "status": s}
                 for i, n, c, t, s in self._read(
                     "SELECT id, name, config, created, status FROM runs ORDER BY id")]
 
     def run_config(self) -> dict:
         """The current run's config."""
         run = self._need_run()
-        return json.loads(self._read("SELECT config FROM runs WHERE id = ?", (run,))[0][0])
+        return _current_config(json.loads(self._read("SELECT config FROM runs WHERE id = ?",
+                                                     (run,))[0][0]))
 
     def set_run_status(self, status: str) -> None:
         """Mark the current run (``"open"``, ``"finished"``...); informational only."""
@@ -598,10 +640,11 @@ class Store:
         return rows[0][0]
 
     # ----------------------------------------------------------------------- evaluations
-    def add_pending(self, candidate: Candidate, fingerprint_key: str | None, *,
+    def add_pending(self, candidate: Candidate, equivalence_key: str | None, *,
                     seed: int | None = None, state: dict | None = None) -> int:
-        """Record an asked candidate (status ``pending``) and, in the same transaction, the
-        algorithm state after the ask. Returns the evaluation id."""
+        """Record an asked candidate (status ``pending``) with its ``equivalence_key``
+        (``None``: never reused) and, in the same transaction, the algorithm state after the
+        ask. Returns the evaluation id."""
         if not isinstance(candidate, Candidate):
             raise TypeError(f"expected a Candidate, got {type(candidate).__name__}")
         run, state_text = self._need_run(), self._state_text(state)
@@ -610,10 +653,10 @@ class Store:
 
         def body(cur):
             cur.execute("INSERT INTO evaluations (run, candidate, parent, mutation, generation, "
-                        "meta, fingerprint, seed, status, asked) VALUES "
+                        "meta, equivalence_key, seed, status, asked) VALUES "
                         "(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                         (run, candidate.text, candidate.parent, candidate.mutation,
-                         candidate.generation, meta, fingerprint_key, seed, time.time()))
+                         candidate.generation, meta, equivalence_key, seed, time.time()))
             eval_id = cur.lastrowid
             if state_text is not None:
                 self._insert_state(cur, run, state_text)
@@ -677,19 +720,20 @@ class Store:
             raise StoreError(self._not_open_message(cur, eval_id))
 
     def _evaluation(self, row) -> Evaluation:
-        (eval_id, run, text, parent, mutation, generation, meta, fingerprint, seed, worker,
+        (eval_id, run, text, parent, mutation, generation, meta, key, seed, worker,
          status, record, reused_from, order, asked, started, finished) = row
         candidate = Candidate(text=text, parent=parent, mutation=mutation,
                               generation=generation, meta=json.loads(meta))
         record = None if record is None else EvaluationRecord.from_dict(json.loads(record))
-        return Evaluation(id=eval_id, run=run, candidate=candidate, fingerprint=fingerprint,
+        return Evaluation(id=eval_id, run=run, candidate=candidate, equivalence_key=key,
                           seed=seed, worker=worker, status=status, record=record,
                           reused_from=reused_from, order=order, asked=asked, started=started,
                           finished=finished)
 
     def _select(self, where, args=(), order="id", limit=None):
         tail = "" if limit is None else f" LIMIT {int(limit)}"
-        rows = self._read(f"SELECT {_COLUMNS} FROM evaluations WHERE run = ? AND {where} "
+        columns = _COLUMNS.format(key=self._key_column)
+        rows = self._read(f"SELECT {columns} FROM evaluations WHERE run = ? AND {where} "
                           f"ORDER BY {order}{tail}", (self._need_run(), *args))
         return [self._evaluation(row) for row in rows]
 
@@ -711,13 +755,14 @@ class Store:
         """Finished evaluations (``ok`` and ``failed``) in completion order."""
         return self._select("status IN ('ok', 'failed')", order="completion")
 
-    def lookup(self, fingerprint_key: str | None, seed: int | None = None) -> Evaluation | None:
+    def lookup(self, equivalence_key: str | None, seed: int | None = None) -> Evaluation | None:
         """A finished evaluation of the current run with this equivalence key (and training
         seed, when given): the first one finished that was evaluated rather than reused.
         ``None`` if there is none, or the key is ``None``."""
-        if fingerprint_key is None:
+        if equivalence_key is None:
             return None
-        where, args = "fingerprint = ? AND status IN ('ok', 'failed')", [fingerprint_key]
+        where = f"{self._key_column} = ? AND status IN ('ok', 'failed')"
+        args = [equivalence_key]
         if seed is not None:
             where += " AND seed = ?"
             args.append(int(seed))
