@@ -216,3 +216,20 @@ def test_cafe_loss_metric_uses_negative_loss():
                            validation_loss=0.3)
     algo.tell(c, rec)
     assert algo.members[0][1] == pytest.approx(-0.3)
+
+
+def test_every_algorithm_names_itself_under_algorithm():
+    """One key for the algorithm's name in every config (reports and the runner read it)."""
+    from keras_actfn.search.aquasurf.benchmark import ListAlgorithm
+    from keras_actfn.search.aquasurf.surrogate import AquasurfSearch
+    from keras_actfn.search.grafs.engine import GrafsSeeds
+
+    fns = ["relu(x)", "tanh(x)", "sigmoid(x)", "abs(x)"]
+    algorithms = {"cafe-exhaustive": CafeExhaustive(), "cafe-random": CafeRandom(),
+                  "cafe-evolution": CafeEvolution(), "pangaea": Pangaea(),
+                  "rerank": Rerank(fns), "list": ListAlgorithm(fns),
+                  "aquasurf": AquasurfSearch(fns, np.arange(8.0).reshape(4, 2), start=fns[:2]),
+                  "grafs": GrafsSeeds(seeds=1)}
+    for expected, algorithm in algorithms.items():
+        config = algorithm.config()
+        assert config["algorithm"] == expected and "name" not in config, expected

@@ -152,7 +152,7 @@ class ListAlgorithm(SearchAlgorithm):
     def config(self):
         import hashlib  # noqa: PLC0415
         digest = hashlib.sha1("\n".join(self.functions).encode()).hexdigest()
-        return {"name": self.name, "num_functions": len(self.functions),
+        return {"algorithm": self.name, "num_functions": len(self.functions),
                 "functions_sha1": digest, **self.context}
 
 

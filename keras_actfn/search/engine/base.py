@@ -163,7 +163,9 @@ class SearchAlgorithm(abc.ABC):
 
     @abc.abstractmethod
     def config(self) -> dict:
-        """JSON-safe description of the search (name, hyperparameters, task/model/recipe)."""
+        """JSON-safe description of the search: ``{"algorithm": <its name>, ...}`` with its
+        hyperparameters and task/model/recipe (every method names itself under
+        ``"algorithm"``; reports read it there)."""
 
 
 # --------------------------------------------------------------------------- helpers
