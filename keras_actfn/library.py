@@ -1,7 +1,9 @@
 """Named activation functions from the seeds, as text that :func:`keras_actfn.parse` reads.
 
 ``BASELINE_FUNCTIONS`` are the fixed baselines of dissertation §4.7 (the learnable ones —
-PReLU, PSwish, APL, PAU, SPLASH — are layers in :mod:`keras_actfn.layers.baselines`).
+PReLU, PSwish, APL, PAU, SPLASH — are layers in :mod:`keras_actfn.layers.baselines`); the
+eight functions an AQuaSurF search on a new task starts from are another set,
+:data:`keras_actfn.search.aquasurf.surrogate.AQUASURF_START_FUNCTIONS`.
 ``DISCOVERED_FUNCTIONS`` are functions PANGAEA discovered (Table 4.2), keyed by a short name,
 with the architecture they were specialized for.
 """

@@ -11,7 +11,7 @@ from keras_actfn.search.aquasurf.benchmark import fisher_cdf
 from keras_actfn.search.aquasurf.features import cdf_matrix, cdf_vector, fim_vectors
 from keras_actfn.search.aquasurf.fim import activation_fim_features
 from keras_actfn.search.aquasurf.pool import CandidatePool, FimFeatures, fim_kind
-from keras_actfn.search.aquasurf.surrogate import (BASELINE_FUNCTIONS, AquasurfSearch,
+from keras_actfn.search.aquasurf.surrogate import (AQUASURF_START_FUNCTIONS, AquasurfSearch,
                                                     find_functions)
 from keras_actfn.search.engine.store import SCHEMA_VERSION, Store
 from keras_actfn.train.record import EvaluationRecord
@@ -197,7 +197,7 @@ def test_runner_fim_path_filters_caches_and_runs_in_parallel_mode(tmp_path, monk
         assert algo.config()["features"] == "both" and algo.config()["fim"]["batch"] == 32
         # the eight baselines come first and are asked first
         first = [algo.ask().text for _ in range(8)]
-        assert find_functions(list(BASELINE_FUNCTIONS), first) == list(range(8))
+        assert find_functions(list(AQUASURF_START_FUNCTIONS), first) == list(range(8))
         calls.clear()
         again = make_algorithm("aquasurf", 12, 0, context, store=store, fim_limit=24,
                                fim_batch=32)

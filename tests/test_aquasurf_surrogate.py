@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_actfn.search.aquasurf.surrogate import (BASELINE_FUNCTIONS, AquasurfSearch,
+from keras_actfn.search.aquasurf.surrogate import (AQUASURF_START_FUNCTIONS, AquasurfSearch,
                                                     find_functions)
 from keras_actfn.search.engine.driver import run_search
 from keras_actfn.train.record import EvaluationRecord
@@ -101,7 +101,7 @@ def test_new_task_start_finds_the_eight_baselines_by_outputs():
     asked = [search.ask() for _ in range(8)]
     # baselines in the paper's order: ELU ReLU SELU sigmoid Softplus Softsign Swish tanh
     assert [c.meta["index"] for c in asked] == [2, 4, 5, 6, 7, 3, 0, 1]
-    assert find_functions(BASELINE_FUNCTIONS, spelled) == [2, 4, 5, 6, 7, 3, 0, 1]
+    assert find_functions(AQUASURF_START_FUNCTIONS, spelled) == [2, 4, 5, 6, 7, 3, 0, 1]
     with pytest.raises(ValueError, match="selu"):
         AquasurfSearch(["relu(x)", "tanh(x)"], np.zeros((2, 2)), start="new_task")
 

@@ -75,7 +75,7 @@ def _aquasurf(budget, seed, context, regressor="knr", start="new_task",
     from .aquasurf.features import finite_outputs
     from .aquasurf.pool import CandidatePool, FimFeatures
     from .aquasurf.space import aquasurf_space, unique_functions
-    from .aquasurf.surrogate import BASELINE_FUNCTIONS, AquasurfSearch, find_functions
+    from .aquasurf.surrogate import AQUASURF_START_FUNCTIONS, AquasurfSearch, find_functions
 
     unique = list(unique_functions(aquasurf_space(space)))
     texts, keys = [u.text for u in unique], [u.key for u in unique]
@@ -84,7 +84,7 @@ def _aquasurf(budget, seed, context, regressor="knr", start="new_task",
         return AquasurfSearch(texts, np.zeros((len(texts), 1)), regressor=regressor,
                               start=start, budget=budget, seed=seed, keys=keys,
                               context={**context, "space": space}, **options)
-    targets = {"new_task": list(BASELINE_FUNCTIONS), "benchmark": ["relu(x)"]}.get(
+    targets = {"new_task": list(AQUASURF_START_FUNCTIONS), "benchmark": ["relu(x)"]}.get(
         start, start if isinstance(start, (list, tuple)) else [])
     first = [i for i in find_functions(list(targets), texts, keys) if i is not None]
     if features == "outputs":

@@ -59,7 +59,7 @@ import numpy as np
 
 from ..engine.store import Store, StoreError
 from .space import OPERATOR_SETS, AquasurfSpace, row_digests
-from .surrogate import BASELINE_FUNCTIONS, REGRESSORS, make_regressor
+from .surrogate import AQUASURF_START_FUNCTIONS, REGRESSORS, make_regressor
 
 __all__ = ["FunctionDatabase", "FunctionDatabaseError", "NOT_EVALUATED", "RUNNING", "DONE",
            "FAILED", "RESULT_COLUMNS", "UPDATABLE_COLUMNS"]
@@ -219,7 +219,7 @@ class FunctionDatabase:
     """
 
     def __init__(self, path, build_model=None, samples=None, labels=None, loss=None, *,
-                 baseline_fns=BASELINE_FUNCTIONS, operators="table_a3", regressor="knr",
+                 baseline_fns=AQUASURF_START_FUNCTIONS, operators="table_a3", regressor="knr",
                  features="both", metric="val_acc", seed: int = 0, lease: float = 300.0,
                  features_fn=None, progress=True, timeout: float = 60.0):
         if features not in ("both", "fim", "outputs"):

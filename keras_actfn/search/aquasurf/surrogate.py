@@ -9,10 +9,10 @@ The procedure, as §6.6.1 and §6.7.1 describe it:
 
 1. Evaluate a start set of eight functions. ``start="benchmark"`` (§6.6.1): ReLU and seven
    other functions drawn at random from the list. ``start="new_task"`` (§6.7.1): the eight
-   baselines ELU, ReLU, SELU, sigmoid, Softplus, Softsign, Swish and tanh. A start function is
-   found in the list by its text, or else by equal outputs
-   (:func:`keras_actfn.expr.fingerprint_key`), since an enumerated space holds ReLU as e.g.
-   ``relu(x) + zero(x)``.
+   baselines ELU, ReLU, SELU, sigmoid, Softplus, Softsign, Swish and tanh
+   (:data:`AQUASURF_START_FUNCTIONS`). A start function is found in the list by its text, or
+   else by equal outputs (:func:`keras_actfn.expr.fingerprint_key`), since an enumerated
+   space holds ReLU as e.g. ``relu(x) + zero(x)``.
 2. Fit a regressor on (coordinates, fitness) of everything told so far, predict every
    function not yet asked, and ask the one with the highest prediction (ties: the lowest
    index; predictions within 1e-12 relative of the best count as ties). ``"knr"`` is the paper's choice: weighted k-nearest-neighbour regression with
@@ -69,15 +69,16 @@ import numpy as np
 
 from ..engine.base import Candidate, SearchAlgorithm, rng_from_state, rng_state
 
-__all__ = ["AquasurfSearch", "REGRESSORS", "BASELINE_FUNCTIONS", "make_regressor",
+__all__ = ["AquasurfSearch", "REGRESSORS", "AQUASURF_START_FUNCTIONS", "make_regressor",
            "find_functions", "candidates_digest"]
 
 #: regressor names accepted by :class:`AquasurfSearch`
 REGRESSORS = ("knr", "rfr", "svr", "random")
 
 #: the eight start functions of a search on a new task (§6.7.1), in the paper's order
-BASELINE_FUNCTIONS = ("elu(x)", "relu(x)", "selu(x)", "sigmoid(x)", "softplus(x)",
-                      "softsign(x)", "swish(x)", "tanh(x)")
+#: (not :data:`keras_actfn.BASELINE_FUNCTIONS`, the 13 fixed baselines of §4.7)
+AQUASURF_START_FUNCTIONS = ("elu(x)", "relu(x)", "selu(x)", "sigmoid(x)", "softplus(x)",
+                            "softsign(x)", "swish(x)", "tanh(x)")
 
 START_SIZE = 8  # ReLU + seven random functions in benchmark mode (§6.6.1)
 
@@ -272,7 +273,7 @@ class AquasurfSearch(SearchAlgorithm):
             chosen = self.rng.choice(others, size=k, replace=False) if k else []
             return [int(relu)] + [int(i) for i in chosen]
         if self.start == "new_task":
-            targets = list(BASELINE_FUNCTIONS)
+            targets = list(AQUASURF_START_FUNCTIONS)
         elif isinstance(self.start, list):
             targets = self.start
         else:
