@@ -3,7 +3,9 @@
 * :func:`top_functions`: distinct functions ranked by mean fitness over their evaluations
   (several seeds of the same function are averaged), with runtime.
 * :func:`plot_progress`: best-so-far against evaluations, each new best annotated with its
-  formula (Fig. 4.4 style).
+  formula (Fig. 4.4 style), drawn by :func:`plot_best_so_far` -- the one best-so-far plot,
+  which AQuaSurF's Figure 6.7 (:func:`~keras_actfn.search.aquasurf.plots.plot_search_progress`)
+  draws from plain arrays too.
 * :func:`plot_population`: fitness of the population over time -- for every evaluation,
   the P most recent valid results (PANGAEA's sliding window; CAFE: the generation), median
   and quartiles (Fig. 4.7 style).
@@ -87,57 +89,115 @@ def _figure(width=7.0, height=4.0):
     return fig, fig.add_subplot(1, 1, 1)
 
 
+#: artist ids of :func:`plot_best_so_far`'s figure, for callers and tests
+GID_POINTS = "progress-points"       # one point per evaluated function
+GID_FAILED = "progress-failed"       # evaluations without a value
+GID_BEST_LINE = "progress-best"      # best so far
+GID_BASELINE = "progress-baseline"   # reference lines (one per baseline)
+
+#: colours and line styles of the baselines, in order
+_BASELINE_COLORS = ("tab:red", "tab:green", "tab:purple", "tab:brown", "tab:olive")
+_BASELINE_STYLES = ("--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1)))
+
+
+def _running_best(values, lower_is_better=False):
+    """``(best, improved)``: the best of ``values`` so far after each entry (NaN entries --
+    failures -- never move it; NaN before the first value) and the indices where it
+    improved."""
+    best = np.full(len(values), np.nan)
+    current, improved = math.nan, []
+    for i, v in enumerate(values):
+        if not math.isnan(v) and (math.isnan(current) or (v < current if lower_is_better
+                                                          else v > current)):
+            current = v
+            improved.append(i)
+        best[i] = current
+    return best, improved
+
+
 def best_so_far(results, metric="validation_accuracy"):
     """``(values, best, improvements)``: the metric per finished evaluation (NaN for
     failures), the running best, and ``[(index, value, fn)]`` where the best improved."""
     values = np.array([_metric_value(ev.record, metric) if ev.record is not None and
                        ev.record.ok else np.nan for ev in results])
-    lower = split_objective(metric)[1] == "min"
-    best = np.full(values.shape, np.nan)
-    current, improvements = math.nan, []
-    for i, (v, ev) in enumerate(zip(values, results)):
-        if not math.isnan(v) and (math.isnan(current) or (v < current if lower else
-                                                          v > current)):
-            current = v
-            improvements.append((i, v, ev.text))
-        best[i] = current
-    return values, best, improvements
+    best, improved = _running_best(values, split_objective(metric)[1] == "min")
+    return values, best, [(i, values[i], results[i].text) for i in improved]
 
 
-def plot_progress(results, path=None, metric="validation_accuracy", baseline=None,
-                  annotate=6, baseline_label="ReLU", title=None):
-    """Best-so-far vs evaluations. The last ``annotate`` improvements are numbered on the
-    curve and spelled out in a panel beside the plot (labels on the curve overlap as soon
-    as two improvements are close); failed candidates are drawn as crosses on the lower
-    edge and counted in the legend; ``title`` (e.g. the store and method) heads it."""
-    values, best, improvements = best_so_far(results, metric)
-    failed = np.array([ev.record is None or not ev.record.ok for ev in results], bool)
-    fig, ax = _figure(width=10.0, height=4.2)
-    fig.subplots_adjust(left=0.08, right=0.62, bottom=0.13, top=0.88)
-    n = np.arange(1, len(values) + 1)
-    ax.scatter(n[~failed], values[~failed], s=8, color="0.6", zorder=1,
+def plot_best_so_far(values, path=None, *, texts=None, failed=None, lower_is_better=False,
+                     baselines=None, start_size=None, annotate=6, title=None,
+                     value_label="validation accuracy", low_percentile=0.0,
+                     figsize=(6.0, 4.0)):
+    """Best so far against evaluations (Fig. 4.4 and Fig. 6.7): every evaluation's value
+    (points), the running best (a step line) and ``baselines`` (``{label: value}``,
+    horizontal lines). Draws on a private Agg canvas, saves to ``path`` when given and
+    returns the ``Figure``; artists carry the ``GID_*`` ids.
+
+    ``values``: one per evaluation, in order; NaN or infinite: no value. ``failed``: which
+    evaluations failed (default: those without a value); they are crosses on the lower
+    edge, counted in the legend, and never move the best. ``texts``: each evaluation's
+    function -- the last ``annotate`` improvements are numbered on the curve and spelled
+    out in a panel beside the axes. ``start_size``: a dotted line after the start set.
+    ``low_percentile``: the axis starts at that percentile of the values (a search's long
+    tail of poor functions would flatten the curve) or below the lowest baseline.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("no evaluations to plot")
+    values = np.where(np.isfinite(values), values, np.nan)
+    failed = np.isnan(values) if failed is None else np.asarray(failed, bool).ravel()
+    best, improved = _running_best(values, lower_is_better)
+    fig, ax = _figure(*figsize)
+    if texts is not None:  # room for the panel of new bests on the right
+        fig.subplots_adjust(left=0.08, right=0.62, bottom=0.13, top=0.88)
+    n = np.arange(1, values.size + 1)
+    ax.scatter(n[~failed], values[~failed], s=8, color="0.6", zorder=1, gid=GID_POINTS,
                label=f"evaluations ({int((~failed).sum())})")
     ax.step(n, best, where="post", color="tab:blue", linewidth=2, label="best so far",
-            zorder=2)
-    if baseline is not None and not math.isnan(baseline):
-        ax.axhline(baseline, color="tab:red", linestyle="--", linewidth=1, zorder=0,
-                   label=f"{baseline_label} ({baseline:.4f})")
-    finite = values[np.isfinite(values)]
-    lo, hi = (0.0, 1.0)
-    if finite.size:
-        lo, hi = np.percentile(finite, 10), finite.max()
-        if baseline is not None and not math.isnan(baseline):
-            lo, hi = min(lo, baseline), max(hi, baseline)
-        pad = 0.08 * (hi - lo + 1e-9)
-        lo, hi = lo - pad, hi + pad
-        ax.set_ylim(lo, hi)
+            zorder=2, gid=GID_BEST_LINE)
+    baselines = {str(k): float(v) for k, v in (baselines or {}).items()
+                 if v is not None and math.isfinite(v)}
+    for i, (label, value) in enumerate(baselines.items()):
+        ax.axhline(value, color=_BASELINE_COLORS[i % len(_BASELINE_COLORS)],
+                   linestyle=_BASELINE_STYLES[i % len(_BASELINE_STYLES)], linewidth=1,
+                   zorder=0, gid=GID_BASELINE, label=label)
+    finite = values[~np.isnan(values)]
+    if finite.size or baselines:
+        known = list(baselines.values())
+        lo = min([np.percentile(finite, low_percentile)] + known if finite.size else known)
+        hi = max(list(finite) + known)
+        pad = 0.05 * (hi - lo) if hi > lo else 0.05 * max(abs(hi), 1.0)
+        ax.set_ylim(lo - 2 * pad, hi + pad)
+        floor = lo - pad
+    else:
+        low, high = ax.get_ylim()
+        floor = low + 0.025 * (high - low)
     if failed.any():
-        ax.scatter(n[failed], np.full(int(failed.sum()), lo), marker="x", s=14,
-                   color="tab:red", clip_on=False, zorder=3,
+        ax.scatter(n[failed], np.full(int(failed.sum()), floor), marker="x", s=14,
+                   color="tab:red", zorder=3, gid=GID_FAILED,
                    label=f"failed ({int(failed.sum())})")
+    if start_size:
+        ax.axvline(float(start_size) + 0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlim(0.5, values.size + 0.5)
+    if texts is not None and annotate > 0:
+        _number_improvements(fig, ax, [(i, values[i], texts[i]) for i in improved][-annotate:])
+    ax.set_xlabel("functions evaluated")
+    ax.set_ylabel(value_label)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small", frameon=True, framealpha=0.9)
+    ax.set_title(title or f"search progress ({values.size} candidates)", fontsize=10)
+    if texts is None:
+        fig.tight_layout()
+    if path is not None:
+        fig.savefig(path)
+    return fig
+
+
+def _number_improvements(fig, ax, shown):
+    """Number each ``(index, value, text)`` on the curve, no two numbers overlapping, and
+    list them in a panel right of the axes."""
     from ..expr.simplify import simplified_text
 
-    shown = improvements[-annotate:]
     lines = []
     renderer = fig.canvas.get_renderer()
     placed = []
@@ -164,13 +224,24 @@ def plot_progress(results, path=None, metric="validation_accuracy", baseline=Non
     if lines:
         fig.text(0.64, 0.88, "new bests\n\n" + "\n".join(lines), va="top", ha="left",
                  fontsize=7, family="monospace")
-    ax.set_xlabel("functions evaluated")
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.legend(loc="lower right", fontsize="small", frameon=True, framealpha=0.9)
-    ax.set_title(title or f"search progress ({len(values)} candidates)", fontsize=10)
-    if path is not None:
-        fig.savefig(path)
-    return fig
+
+
+def plot_progress(results, path=None, metric="validation_accuracy", baseline=None,
+                  annotate=6, baseline_label="ReLU", title=None):
+    """Best-so-far vs the evaluations of a run (:func:`plot_best_so_far`). The last
+    ``annotate`` improvements are numbered on the curve and spelled out in a panel beside
+    the plot (labels on the curve overlap as soon as two improvements are close); failed
+    candidates are drawn as crosses on the lower edge and counted in the legend; ``title``
+    (e.g. the store and method) heads it."""
+    values, _, _ = best_so_far(results, metric)
+    failed = np.array([ev.record is None or not ev.record.ok for ev in results], bool)
+    baselines = {} if baseline is None or math.isnan(baseline) else {
+        f"{baseline_label} ({baseline:.4f})": baseline}
+    return plot_best_so_far(values, path, texts=[ev.text for ev in results], failed=failed,
+                            lower_is_better=split_objective(metric)[1] == "min",
+                            baselines=baselines, annotate=annotate, title=title,
+                            value_label=metric.replace("_", " "), low_percentile=10,
+                            figsize=(10.0, 4.2))
 
 
 def population_fitness(results, window, metric="validation_accuracy", threshold=-math.inf):
@@ -318,5 +389,6 @@ def _find(config, key):
     return None
 
 
-__all__ = ["load_results", "top_functions", "format_top", "best_so_far", "plot_progress",
-           "population_fitness", "plot_population", "plot_top_shapes", "write_report"]
+__all__ = ["load_results", "top_functions", "format_top", "best_so_far", "plot_best_so_far",
+           "plot_progress", "population_fitness", "plot_population", "plot_top_shapes",
+           "write_report"]

@@ -4,7 +4,8 @@ progress (Figure 6.7) and a search's path over the space map (Figure 6.8).
 Each function takes plain arrays, draws on a private Agg canvas (``Figure`` +
 ``FigureCanvasAgg``; no ``pyplot``, no global backend change), saves to ``path`` when one is
 given and returns the ``Figure``. Artists carry ``gid`` labels (the ``GID_*`` constants) so
-callers and tests can find them.
+callers and tests can find them. The progress figure is the search report's best-so-far
+plot (:func:`keras_actfn.search.report.plot_best_so_far`; its ``GID_*`` ids are the same).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
+from ..report import GID_BASELINE, GID_BEST_LINE, GID_FAILED, GID_POINTS, plot_best_so_far
 
 __all__ = ["plot_embedding", "plot_search_progress", "plot_space_map", "MISSING_COLOR",
            "GID_VALUED", "GID_MISSING", "GID_LABELS", "GID_POINTS", "GID_FAILED",
@@ -22,10 +25,6 @@ MISSING_COLOR = "#b0b0b0"
 GID_VALUED = "embedding-valued"      # points coloured by value
 GID_MISSING = "embedding-missing"    # points without a value (grey)
 GID_LABELS = "embedding-labels"      # markers of the named functions
-GID_POINTS = "progress-points"       # one point per evaluated function
-GID_FAILED = "progress-failed"       # evaluations without a value
-GID_BEST_LINE = "progress-best"      # best so far
-GID_BASELINE = "progress-baseline"   # reference lines (one per baseline)
 GID_SPACE = "space-candidates"       # every candidate, light
 GID_EVALUATED = "space-evaluated"    # the evaluated candidates, coloured
 GID_BEST = "space-best"              # the best evaluated candidate
@@ -135,51 +134,14 @@ def plot_search_progress(values, path=None, *, baselines=None, start_size=None, 
                          value_label="Validation accuracy", figsize=(6.0, 4.0)):
     """Figure 6.7: the value of every evaluated function in evaluation order (points),
     the best so far (a step line), and ``baselines`` (``{name: value}``) as horizontal
-    reference lines.
+    reference lines -- :func:`keras_actfn.search.report.plot_best_so_far` on plain arrays.
 
-    Evaluations without a value (failed) are grey crosses at the bottom of the axis and do
-    not move the best-so-far line. ``start_size``: the start set's size, marked with a
-    vertical dotted line after it.
+    Evaluations without a value (failed) are crosses at the bottom of the axis and do not
+    move the best-so-far line. ``start_size``: the start set's size, marked with a vertical
+    dotted line after it.
     """
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if values.size == 0:
-        raise ValueError("no evaluations to plot")
-    values = np.where(np.isfinite(values), values, np.nan)
-    steps = np.arange(1, values.size + 1)
-    ok = ~np.isnan(values)
-    fig = _figure(figsize)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.scatter(steps[ok], values[ok], s=14, color="tab:blue", alpha=0.7, linewidths=0,
-               gid=GID_POINTS, label="evaluated function")
-    best = np.fmax.accumulate(np.where(ok, values, -np.inf))
-    best = np.where(np.isfinite(best), best, np.nan)
-    ax.step(steps, best, where="post", color="tab:blue", linewidth=1.8, gid=GID_BEST_LINE,
-            label="best so far")
-    styles = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1))]
-    for i, (name, value) in enumerate((baselines or {}).items()):
-        ax.axhline(float(value), color=f"C{(i + 1) % 10}", linestyle=styles[i % len(styles)],
-                   linewidth=1, gid=GID_BASELINE, label=str(name))
-    known = [v for v in list(values[ok]) + [float(v) for v in (baselines or {}).values()]
-             if np.isfinite(v)]
-    if known:
-        low, high = min(known), max(known)
-        pad = 0.05 * (high - low) if high > low else 0.05 * max(abs(high), 1.0)
-        ax.set_ylim(low - 2 * pad, high + pad)
-    if (~ok).any():
-        floor = ax.get_ylim()[0] + 0.5 * (pad if known else 0.05)
-        ax.scatter(steps[~ok], np.full((~ok).sum(), floor), marker="x", s=18,
-                   color=MISSING_COLOR, gid=GID_FAILED, label="failed")
-    if start_size:
-        ax.axvline(float(start_size) + 0.5, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("Evaluation")
-    ax.set_ylabel(value_label)
-    ax.set_xlim(0.5, values.size + 0.5)
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    return _save(fig, path)
+    return plot_best_so_far(values, path, baselines=baselines, start_size=start_size,
+                            title=title, value_label=value_label, figsize=figsize)
 
 
 def plot_space_map(coords, evaluated, values=None, path=None, *, color_by="value",
