@@ -19,6 +19,7 @@ from ...layers import CustomActivation
 from ..moments import (ChannelMoments, Moments, gaussian_expect, gaussian_expect_channels,
                        with_source)
 from . import register
+from .fallback import draw_sample, monte_carlo
 
 _NOT_ELEMENTWISE = {"softmax", "log_softmax"}
 _MAX_CHANNELS = 64  # per-channel parameter sets averaged exactly up to this many
@@ -124,7 +125,7 @@ def _callable_moments(fn, mean, var):
 def _softmax_like(fn, moments, ctx):
     # the shape the activation acts on: a Dense(..., activation='softmax') node's output
     shape = ctx.node.output_shapes[0] if ctx.node is not None else (None, 10)
-    x = ctx.gaussian_input(shape, moments)
+    x = draw_sample(shape, moments, ctx, law=False)
     y = np.asarray(fn(tf.constant(x)), dtype=np.float64)
     return Moments(float(y.mean()), float(y.var()))
 
@@ -213,7 +214,6 @@ def _custom_layer(layer, inputs, ctx):
 
 def _parameter_free_layer(layer, inputs, ctx):
     if layer.weights:  # e.g. PReLU: parameters per neuron -> Monte Carlo on the layer
-        from .fallback import monte_carlo
         return monte_carlo(layer, inputs, ctx)
     fn = _tf_on_numpy(layer)
     if _tracked(inputs[0]):

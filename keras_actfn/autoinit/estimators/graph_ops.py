@@ -46,6 +46,7 @@ import numpy as np
 from ...backend import KERAS3, keras, tf
 from ..moments import Moments, max_of_normals, quadrature_grid
 from . import register
+from .fallback import monte_carlo
 from .weighted import linear_moments
 
 _MIXTURE_POINTS = 64        # elements of an array constant averaged exactly
@@ -405,8 +406,6 @@ def padding(call: OpCall, tensor, constant_mode: bool, value) -> Moments:
 
 def monte_carlo_method(call: OpCall) -> list:
     """The documented method for softmax-like operations: Monte Carlo on the op alone."""
-    from .fallback import monte_carlo
-
     if call.ctx.record is not None:
         call.ctx.record.method = "monte_carlo"
     return monte_carlo(call.op, call.inputs, call.ctx)
@@ -416,7 +415,6 @@ def _guard(body):
     """Run ``body(call)``; Monte Carlo (with a one-time warning) when it does not apply."""
     def rule(op, inputs, ctx):
         if ctx.node is None:
-            from .fallback import monte_carlo
             return monte_carlo(op, inputs, ctx)
         call = OpCall(op, inputs, ctx)
         try:
@@ -646,8 +644,6 @@ def tf_op_rule(layer, inputs, ctx):
                       f"AutoInit has no rule for {layer.name} (TensorFlow function "
                       f"{getattr(layer.function, '__name__', layer.function)!r}); estimating "
                       "its output moments by Monte Carlo on the op alone")
-        from .fallback import monte_carlo
-
         if ctx.record is not None:
             ctx.record.method = "monte_carlo"
         return monte_carlo(layer, inputs, ctx)

@@ -75,8 +75,9 @@ import re
 import numpy as np
 
 from ...backend import KERAS3, LEGACY, keras, tf
-from ..moments import ChannelMoments, Moments, moments_of_sample
+from ..moments import Moments, moments_of_sample
 from . import register
+from .fallback import monte_carlo, run_on_sample
 from .weighted import (_conv_coverage, fused_activation, init_linear, kernel_columns,
                        linear_moments)
 
@@ -403,18 +404,6 @@ def _softmax_over_keys(logits, n_keys, n_queries, causal, window, rng):
     return p / p.sum(axis=1, keepdims=True)
 
 
-def sum_p_squared(logit_var, n_keys: int, n_queries=None, causal=False, window=None,
-                  seed=_ATTENTION_SEED) -> float:
-    """E[sum_i p_i^2] for softmax weights over ``n_keys`` i.i.d. logits whose variance is
-    ``logit_var`` (an array: one value per query sample), under causal/sliding masks."""
-    rng = np.random.default_rng(seed)
-    logit_var = np.atleast_1d(np.asarray(logit_var, dtype=np.float64))
-    z = rng.standard_normal((logit_var.size, max(int(n_keys), 1)))
-    p = _softmax_over_keys(z * np.sqrt(logit_var)[:, None], z.shape[1], n_queries, causal,
-                           window, rng)
-    return float(np.mean(np.sum(p * p, axis=1)))
-
-
 def _head_kernels(sub):
     """A projection's kernel as (fan_in, heads, dim) and its bias as (heads, dim)."""
     shape = tuple(sub.kernel.shape)
@@ -516,7 +505,7 @@ def _attention(layer, inputs, ctx):
         _keep_inside(ctx, spec["q"], spec["k"], spec["v"], spec["o"], spec["gate"])
     _project(spec["q"], q_in, ctx)
     _project(spec["k"], k_in, ctx)
-    vm, vv = (_per_head(a, spec["v"].kernel.shape) for a in _project(spec["v"], v_in, ctx))
+    vm = _per_head(_project(spec["v"], v_in, ctx)[0], spec["v"].kernel.shape)  # unit means
 
     key_tensor = key if key is not None else bound.get("value")
     n_keys = _seq_length(tuple(key_tensor.shape), spec["axes"]) \
@@ -591,51 +580,25 @@ def _time_distributed(layer, inputs, ctx):
 def _recurrent(layer, inputs, ctx):
     """Default initialization kept (§5.4); moments by Monte Carlo on the layer alone.
 
-    The layer runs on a seeded batch drawn from the incoming law (Gaussian, or an
-    activation of a Gaussian when the input remembers one) with
-    ``recurrent_monte_carlo_samples`` sequences (default: as many as ``mc_samples``
-    elements allow). Its outputs are returned per unit (the last axis) with the units'
+    The layer runs through the shared sampler (``fallback.run_on_sample``: a seeded batch
+    drawn from the incoming law, Gaussian or an activation of a Gaussian when the input
+    remembers one) with ``recurrent_monte_carlo_samples`` sequences (default: as many as
+    ``mc_samples`` elements allow); an unknown time axis is taken as :data:`RNN_STEPS`
+    steps. Its outputs are returned per unit (the last axis) with the units'
     covariance: recurrent units are correlated and unequal, and a Dense head drawn for
     the aggregate alone misses its target by 10-50% on a single draw; with the covariance
     the head's draw is fitted exactly (``match_draw``).
     """
-    from .fallback import rebuild_call
-
     if ctx.record is not None:
         ctx.record.method = "monte_carlo"
     node = ctx.node
     shapes = node.input_shapes if node is not None else [(None, RNN_STEPS, 8)] * len(inputs)
-    xs = []
-    for i, (shape, m) in enumerate(zip(shapes, inputs)):
-        shape = list(shape)
-        if len(shape) >= 3 and shape[1] is None:
-            shape[1] = RNN_STEPS  # the time axis of a sequence
-        xs.append(tf.constant(sample_law(shape, m, ctx, seed_offset=i,
-                                         batch=getattr(ctx, "recurrent_samples", None))))
-    args, kwargs = rebuild_call(node, xs)
-    out = layer(*args, training=True, **kwargs)
-    return [moments_of_sample(np.asarray(y, dtype=np.float64))
-            for y in tf.nest.flatten(out)]
-
-
-def sample_law(shape, moments, ctx, seed_offset=0, batch=None):
-    """A seeded float32 sample of ``shape`` (batch axis first) with the incoming law:
-    ``fn(Gaussian)`` when ``moments`` remember an elementwise ``source``, else Gaussian.
-    ``batch`` fixes the number of items; default: as many as ``ctx.mc_samples`` allow."""
-    shape = [1 if d is None else int(d) for d in shape]
-    per_item = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-    shape[0] = int(batch) if batch else max(1, int(ctx.mc_samples) // max(per_item, 1))
-    rng = np.random.default_rng(12345 + seed_offset)
-    source = getattr(moments, "source", None)
-    law = source[1] if source is not None else moments
-    z = rng.standard_normal(shape)
-    if isinstance(law, ChannelMoments) and shape and law.channels == shape[-1]:
-        x = z * np.sqrt(law.variances) + law.means
-    else:
-        x = z * math.sqrt(max(float(law.var), 0.0)) + float(law.mean)
-    if source is not None:
-        x = np.asarray(source[0](x.astype(np.float32)), dtype=np.float64).reshape(shape)
-    return x.astype("float32")
+    shapes = [(shape[0], RNN_STEPS) + tuple(shape[2:])
+              if len(shape) >= 3 and shape[1] is None else shape  # the time axis
+              for shape in shapes]
+    outputs = run_on_sample(layer, inputs, ctx, shapes,
+                            batch=getattr(ctx, "recurrent_samples", None))
+    return [moments_of_sample(y) for y in outputs]
 
 
 register(getattr(keras.layers, "RNN", None), getattr(keras.layers, "Bidirectional", None),
@@ -647,8 +610,6 @@ register(getattr(keras.layers, "RNN", None), getattr(keras.layers, "Bidirectiona
 def _locally_connected(layer, inputs, ctx):
     kernel = layer.kernel
     if getattr(layer, "implementation", 1) != 1 or len(kernel.shape) != 3:
-        from .fallback import monte_carlo
-
         if ctx.record is not None:
             ctx.record.method = "monte_carlo"
         return monte_carlo(layer, inputs, ctx)

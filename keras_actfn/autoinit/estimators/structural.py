@@ -60,6 +60,7 @@ from ...backend import KERAS3, keras, tf
 from ..moments import (ChannelMoments, Moments, channel_arrays, max_of_normals,
                        max_of_transformed, moments_of_sample, quadrature_grid)
 from . import register
+from .fallback import monte_carlo
 
 L = keras.layers
 
@@ -109,37 +110,10 @@ def _warn(ctx, key, message):
         ctx.warn_once(key, message)
 
 
-def _sample(ctx, shape, moments: Moments, seed_offset=0):
-    """A seeded Gaussian sample of ``shape`` (batch dim first, None -> 1) holding about
-    ``ctx.mc_samples`` elements: as many batch items as fit."""
-    shape = [1 if d is None else int(d) for d in shape]
-    per_item = max(_prod(shape[1:]), 1)
-    shape[0] = max(1, int(getattr(ctx, "mc_samples", 100_000)) // per_item)
-    rng = np.random.default_rng(24680 + seed_offset)
-    x = rng.standard_normal(shape) * math.sqrt(max(moments.var, 0.0)) + moments.mean
-    return x.astype("float32")
-
-
 def _monte_carlo(layer, inputs, ctx, shapes=None):
-    """Run ``layer`` on seeded Gaussian inputs; the same tensor fed twice gets one sample."""
-    from .fallback import rebuild_call
-
-    node = getattr(ctx, "node", None)
-    shapes = shapes or (node.input_shapes if node is not None else [(None, 16)] * len(inputs))
-    ids = [id(t) for t in node.inputs] if node is not None else list(range(len(inputs)))
-    samples, xs = {}, []
-    for i, (key, shape, m) in enumerate(zip(ids, shapes, inputs)):
-        if key not in samples:
-            samples[key] = tf.constant(_sample(ctx, shape, m, seed_offset=i))
-        xs.append(samples[key])
-    args, kwargs = rebuild_call(node, xs)
-    try:
-        out = layer(*args, training=True, **kwargs)
-    except TypeError:
-        out = layer(*args, **kwargs)
+    """Moments of the first output by the shared single-layer sampler (fallback.py)."""
     _set_method(ctx, "monte_carlo")
-    y = np.asarray(tf.nest.flatten(out)[0], dtype=np.float64)
-    return Moments(float(y.mean()), float(y.var()))
+    return monte_carlo(layer, inputs, ctx, shapes)[0]
 
 
 def _gaussian_raw_moment(m: Moments, n: int) -> float:
