@@ -223,8 +223,38 @@ def test_states_are_pruned_to_keep_states(tmp_path):
         for i in range(10):
             s.save_state({"i": i})
         assert s.latest_state() == {"i": 9} and s.state_count() == 10
-        rows = s._read("SELECT seq FROM state ORDER BY seq")
+        rows = s.read("SELECT seq FROM state ORDER BY seq")
         assert [r[0] for r in rows] == [8, 9, 10]
+
+
+def test_tables_of_other_modules_through_write_and_read(tmp_path):
+    """The public hook FunctionDatabase uses: a transaction is all or nothing, rowcount
+    counts the rows an executemany changed, a read-only store reads and refuses writes."""
+    path = tmp_path / "ext.db"
+
+    def add(cur):
+        cur.executemany("INSERT OR IGNORE INTO ext VALUES (?)", [("a",), ("b",), ("a",)])
+        return cur.rowcount
+
+    def broken(cur):
+        cur.execute("INSERT INTO ext VALUES ('c')")
+        raise RuntimeError("stop")
+
+    with Store(path) as s:
+        assert not s.in_memory
+        s.write(lambda cur: cur.execute("CREATE TABLE IF NOT EXISTS ext (k TEXT PRIMARY KEY)"))
+        assert s.write(add) == 2 and s.write(add) == 0  # the second time every row exists
+        with pytest.raises(RuntimeError, match="stop"):
+            s.write(broken)
+        assert s.read("SELECT k FROM ext ORDER BY k") == [("a",), ("b",)]
+    with Store(path, readonly=True) as r:
+        assert r.read("SELECT COUNT(*) FROM ext WHERE k > ?", ("a",)) == [(1,)]
+        with pytest.raises(StoreError, match="read-only"):
+            r.write(add)
+        with pytest.raises(StoreError, match="no such table"):
+            r.read("SELECT * FROM missing")
+    with Store(":memory:") as m:
+        assert m.in_memory
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):

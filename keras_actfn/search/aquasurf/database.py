@@ -13,9 +13,11 @@ The workflow::
     db.report(fn, val_acc=0.71, train_acc=0.8, runtime=512.0)
     db.summary()
 
-**Storage.** One SQLite file, opened through :class:`~keras_actfn.search.engine.store.Store` (WAL
-mode, write transactions with ``BEGIN IMMEDIATE`` retried while another process holds the
-lock), with four tables of its own beside the store's: ``afd_functions`` (every spelling,
+**Storage.** One SQLite file, opened through :class:`~keras_actfn.search.engine.store.Store`
+(WAL mode, write transactions with ``BEGIN IMMEDIATE`` retried while another process holds
+the lock: :meth:`Store.write <keras_actfn.search.engine.store.Store.write>` and
+:meth:`~keras_actfn.search.engine.store.Store.read`), with four tables of its own beside
+the store's: ``afd_functions`` (every spelling,
 as text, pointing at its class), ``afd_classes`` (one row per output-equivalence class: the
 representative spelling, its FIM features, its status and results), ``afd_embeddings``
 (the last surrogate embeddings, shared by parallel training scripts) and ``afd_meta``.
@@ -169,7 +171,7 @@ class _Heartbeat:
                                 "AND worker = ?", (until, self.worker))
 
                 with contextlib.suppress(StoreError):
-                    store._write(body)
+                    store.write(body)
         finally:
             store.close()
 
@@ -233,9 +235,9 @@ class FunctionDatabase:
         self.operators = self._operator_set(operators)
         self.path = str(path)
         self.store = Store(self.path, timeout=timeout, retries=40)
-        self.store._write(lambda cur: [cur.execute(s) for s in _TABLES.split(";")
-                                       if s.strip()])
-        self._memory = self.store._memory
+        self.store.write(lambda cur: [cur.execute(s) for s in _TABLES.split(";")
+                                      if s.strip()])
+        self._memory = self.store.in_memory
         self._user_build_model = build_model
         self.samples, self.labels, self.loss = samples, labels, loss
         self.weights_per_layer = None  # the original's; computed from the model here
@@ -284,10 +286,10 @@ class FunctionDatabase:
         return f"FunctionDatabase({self.path!r})"
 
     def _write(self, body):
-        return self.store._write(body)
+        return self.store.write(body)
 
     def _read(self, sql, args=()):
-        return self.store._read(sql, args)
+        return self.store.read(sql, args)
 
     def _say(self, message):
         if not self.progress:
@@ -408,10 +410,9 @@ class FunctionDatabase:
             cur.executemany("INSERT INTO afd_classes (key, text, finite, shuffle, priority) "
                             "VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
                             "priority = MAX(priority, excluded.priority)", classes)
-            before = self.store._conn.total_changes
             cur.executemany("INSERT OR IGNORE INTO afd_functions (text, class) SELECT ?, id "
                             "FROM afd_classes WHERE key = ?", spellings)
-            return self.store._conn.total_changes - before
+            return cur.rowcount  # the spellings added (an ignored one changes no row)
 
         return self._write(body) if texts else 0
 

@@ -479,6 +479,29 @@ class Store:
                              "store.select_run(name) to read an existing run) first")
         return self.run_id
 
+    # ----------------------------------------------------------------------- extensions
+    # Code that keeps tables of its own in a store's file (AQuaSurF's FunctionDatabase)
+    # reads and writes them through these, under the store's locking and error handling.
+    def write(self, body):
+        """Run ``body(cursor)`` in one write transaction and return what it returns: all or
+        nothing, under SQLite's write lock (``BEGIN IMMEDIATE``). While another process
+        holds the lock the whole transaction is retried, so ``body`` may run more than once
+        and must touch the database only through ``cursor``. After an ``executemany``,
+        ``cursor.rowcount`` is the number of rows it changed. Raises :class:`StoreError`
+        when the store cannot be written (read-only, damaged, locked too long)."""
+        return self._write(body)
+
+    def read(self, sql: str, args=()) -> list:
+        """The rows of one query (``sql`` with ``?`` placeholders, ``args`` their values);
+        :class:`StoreError` when the file cannot be read."""
+        return self._read(sql, args)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the store is an in-memory database (``":memory:"``): no file, no other
+        process, no lock."""
+        return self._memory
+
     def close(self):
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
