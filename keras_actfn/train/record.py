@@ -82,18 +82,24 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
-def _json_safe(value):
-    """Floats that are NaN/inf become None (JSON has no such numbers); containers recurse."""
+def json_safe(value):
+    """``value`` made JSON-safe, whatever it holds: floats that are NaN/inf become None (JSON
+    has no such numbers), NumPy scalars Python numbers, keys strings, tuples lists, anything
+    else its text; containers recurse. For what must be written whatever it holds (a
+    record's ``info``, a summary file). Where a silent change would be a bug (a search
+    config compared on resume, an algorithm state) the engine checks instead:
+    :func:`keras_actfn.search.engine.base.json_normalize` refuses what does not round-trip.
+    """
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item"):  # NumPy scalars
-        return _json_safe(value.item())
+        return json_safe(value.item())
     return str(value)
 
 
@@ -221,7 +227,7 @@ class EvaluationRecord:
     # -------------------------------------------------------------------- JSON
     def to_dict(self) -> dict:
         """JSON-safe dict: non-finite numbers become ``None``."""
-        return {field.name: _json_safe(getattr(self, field.name))
+        return {field.name: json_safe(getattr(self, field.name))
                 for field in dataclasses.fields(self)}
 
     @classmethod
@@ -235,4 +241,5 @@ class EvaluationRecord:
         return cls(**data)
 
 
-__all__ = ["EvaluationRecord", "REASONS", "METRICS", "LOG_FIELDS", "split_objective", "STATUS_OK", "STATUS_FAILED"]
+__all__ = ["EvaluationRecord", "REASONS", "METRICS", "LOG_FIELDS", "split_objective", "STATUS_OK",
+           "STATUS_FAILED", "json_safe"]

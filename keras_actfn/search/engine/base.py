@@ -36,7 +36,9 @@ def json_normalize(value, what="value", allow_nan=False):
 
     Raises ``TypeError`` naming ``what`` when the value is not JSON-safe. NaN and
     infinities are refused unless ``allow_nan`` (algorithm states may hold a ``-inf``
-    fitness; configs and candidate meta may not, since NaN never compares equal).
+    fitness; configs and candidate meta may not, since NaN never compares equal). This
+    checks and never converts; :func:`keras_actfn.train.record.json_safe` converts what
+    must be written whatever it holds (records).
     """
     try:
         return json.loads(json.dumps(value, allow_nan=allow_nan, sort_keys=True))
