@@ -224,10 +224,10 @@ def test_build_limit_3_on_mnist1d(tmp_path, capsys):
     bench = load_benchmark(out)
     space = aquasurf_space("binary_unary_unary")
     labels = equivalence_classes(space)
-    from keras_actfn.cli import _relu_class
+    from keras_actfn.search.aquasurf.bench import relu_class
 
     reps = list(dict.fromkeys(int(v) for v in labels))[:3]
-    relu = _relu_class(space, labels)  # always kept: the replays start from ReLU
+    relu = relu_class(space, labels)  # always kept: the replays start from ReLU
     if relu not in reps:
         reps = sorted(reps[:2] + [relu], key=lambda r: int(np.flatnonzero(labels == r)[0]))
     assert bench.functions == [space.text(r) for r in reps] == list(raw)

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from keras_actfn.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
+from keras_actfn.cli import main
+from keras_actfn.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 SHORT = ["--epochs", "2", "--subset", "600", "-q"]
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import keras_actfn
-from keras_actfn import cli
-from keras_actfn.cli import main
+from keras_actfn.cli import common, main
+from keras_actfn.cli.show import default_plot_name
 from keras_actfn.expr import evaluate, parse
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -79,7 +79,7 @@ def test_show_default_name_in_current_directory(tmp_path, monkeypatch, capsys):
     assert os.path.dirname(path) == str(tmp_path.resolve())
     name = os.path.basename(path)
     assert re.fullmatch(r"activation_[A-Za-z0-9_]+_[0-9a-f]{8}\.png", name)
-    assert name == cli.default_plot_name(str(parse("x*sigmoid(x)")))
+    assert name == default_plot_name(str(parse("x*sigmoid(x)")))
     assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
     assert "(none)" in stdout
 
@@ -131,7 +131,7 @@ def test_registering_a_subcommand_is_one_function(capsys):
     def arguments(parser):
         parser.add_argument("word")
 
-    @cli.command("echo-test", "repeat a word", arguments=arguments)
+    @common.command("echo-test", "repeat a word", arguments=arguments)
     def echo(args):
         print(args.word * 2)
         return 0
@@ -140,9 +140,9 @@ def test_registering_a_subcommand_is_one_function(capsys):
         assert main(["echo-test", "ab"]) == 0
         assert capsys.readouterr().out.strip() == "abab"
         with pytest.raises(ValueError):
-            cli.command("echo-test", "again")(echo)
+            common.command("echo-test", "again")(echo)
     finally:
-        cli.COMMANDS.pop("echo-test", None)
+        common.COMMANDS.pop("echo-test", None)
 
 
 def test_plot_parameter_free_function_draws_one_line():

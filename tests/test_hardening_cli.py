@@ -15,8 +15,8 @@ import zipfile
 
 import pytest
 
-from keras_actfn import cli
-from keras_actfn.cli import main
+from keras_actfn.cli import common, main
+from keras_actfn.cli.search import SEARCH_METHODS
 from keras_actfn.search.engine.driver import run_search
 from keras_actfn.search.grafs.search import (CheckpointError, CheckpointLockedError,
                                              check_checkpoint, checkpoint_lock)
@@ -58,7 +58,7 @@ def _subparsers(parser):
 
 def _all_flags():
     """(command path, action) for every option of every (sub-)command."""
-    stack = [((), cli.build_parser())]
+    stack = [((), common.build_parser())]
     while stack:
         path, parser = stack.pop()
         children = list(_subparsers(parser))
@@ -68,9 +68,9 @@ def _all_flags():
                 yield path, action
 
 
-NAMED_TYPES = {cli.positive_int, cli.non_negative_int, cli.seed_int, cli.finite_float,
-               cli.positive_float, cli.non_negative_float, cli.fraction, cli.open_fraction,
-               cli.unit_interval}
+NAMED_TYPES = {common.positive_int, common.non_negative_int, common.seed_int, common.finite_float,
+               common.positive_float, common.non_negative_float, common.fraction, common.open_fraction,
+               common.unit_interval}
 
 
 def test_every_numeric_flag_of_every_command_has_a_checking_type():
@@ -86,15 +86,15 @@ def test_every_numeric_flag_of_every_command_has_a_checking_type():
 
 
 @pytest.mark.parametrize("kind, good, bad", [
-    (cli.positive_int, {"1": 1, "12": 12}, ["0", "-3", "1.5", "two", ""]),
-    (cli.non_negative_int, {"0": 0, "7": 7}, ["-1", "x"]),
-    (cli.seed_int, {"0": 0, "4294967295": 2**32 - 1}, ["-1", "4294967296"]),
-    (cli.finite_float, {"-2.5": -2.5, "0": 0.0}, ["nan", "inf", "-inf", "one"]),
-    (cli.positive_float, {"1e-9": 1e-9}, ["0", "-1", "nan"]),
-    (cli.non_negative_float, {"0": 0.0}, ["-0.1", "inf"]),
-    (cli.fraction, {"1": 1.0, "0.01": 0.01}, ["0", "1.5", "nan"]),
-    (cli.open_fraction, {"0.1": 0.1}, ["0", "1", "-0.5"]),
-    (cli.unit_interval, {"0": 0.0, "1": 1.0}, ["1.01", "-0.01"]),
+    (common.positive_int, {"1": 1, "12": 12}, ["0", "-3", "1.5", "two", ""]),
+    (common.non_negative_int, {"0": 0, "7": 7}, ["-1", "x"]),
+    (common.seed_int, {"0": 0, "4294967295": 2**32 - 1}, ["-1", "4294967296"]),
+    (common.finite_float, {"-2.5": -2.5, "0": 0.0}, ["nan", "inf", "-inf", "one"]),
+    (common.positive_float, {"1e-9": 1e-9}, ["0", "-1", "nan"]),
+    (common.non_negative_float, {"0": 0.0}, ["-0.1", "inf"]),
+    (common.fraction, {"1": 1.0, "0.01": 0.01}, ["0", "1.5", "nan"]),
+    (common.open_fraction, {"0.1": 0.1}, ["0", "1", "-0.5"]),
+    (common.unit_interval, {"0": 0.0, "1": 1.0}, ["1.01", "-0.01"]),
 ])
 def test_numeric_types_accept_their_range_only(kind, good, bad):
     import argparse
@@ -106,7 +106,7 @@ def test_numeric_types_accept_their_range_only(kind, good, bad):
             kind(text)
 
 
-@pytest.mark.parametrize("method", list(cli.SEARCH_METHODS))
+@pytest.mark.parametrize("method", list(SEARCH_METHODS))
 def test_search_epochs_0_is_refused_by_every_method(method, tmp_path, capsys):
     """The probe's input: `search ... --epochs 0` ran the full recipe."""
     store = tmp_path / "s.db"
