@@ -23,6 +23,8 @@ import importlib as _importlib
 import os as _os
 import sys as _sys
 
+from ._lazy import lazy_exports
+
 #: public name -> the module (relative to this package) that defines it
 _EXPORTS = {
     "Expr": ".expr", "ParseError": ".expr", "evaluate": ".expr", "fingerprint": ".expr",
@@ -39,22 +41,8 @@ _EXPORTS = {
     "keras_description": (".backend", "describe"),
 }
 
-__all__ = [*_EXPORTS, "__version__"]
-
-
-def __getattr__(name):
-    """Resolve an export on first use (PEP 562) and cache it in the module."""
-    where = _EXPORTS.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attribute = where if isinstance(where, tuple) else (where, name)
-    value = getattr(_importlib.import_module(module, __name__), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+__all__.append("__version__")
 
 
 def load_all():

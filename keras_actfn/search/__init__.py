@@ -11,7 +11,7 @@
 Names resolve on first use (PEP 562), so importing the engine alone loads no method.
 """
 
-import importlib as _importlib
+from .._lazy import lazy_exports
 
 #: public name -> the module (relative to this package) that defines it
 _EXPORTS = {
@@ -31,17 +31,4 @@ _EXPORTS = {
     "ActivationSearch": ".user",
 }
 
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name):
-    where = _EXPORTS.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

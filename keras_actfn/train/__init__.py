@@ -10,7 +10,7 @@
 See docs/evaluation.md.
 """
 
-import importlib as _importlib
+from .._lazy import lazy_exports
 
 #: public name -> the module (relative to this package) that defines it; resolved on first
 #: use (PEP 562), so the record type is importable without TensorFlow (the search engine
@@ -25,17 +25,4 @@ _EXPORTS = {
                      "WarmupCosine", "schedule_from_config", "step_table"], ".schedules"),
 }
 
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name):
-    where = _EXPORTS.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -4,18 +4,15 @@ Modules: ``space`` (the Table A.3 / A.4.3 search spaces, enumerated and de-dupli
 outputs), ``features`` (output features, the eq. 6.16 / 6.17 distances and the UMAP
 embedding of §6.5), ``fim`` (Fisher-information eigenvalues via K-FAC, §6.2), ``database``
 (:class:`FunctionDatabase`: the workflow of the original package's database for a user's own
-training script -- populate, FIM features from several processes, suggest, report).
+training script -- populate, FIM features from several processes, suggest, report),
+``bench`` (building, replaying and plotting Act-Bench tables: ``keras-actfn bench``).
 """
 
-# the Act-Bench table reader is light (no TensorFlow): importable from the package
-from .benchmark import Benchmark, load_benchmark  # noqa: E402,F401
+from ..._lazy import lazy_exports
 
-__all__ = ["Benchmark", "load_benchmark", "FunctionDatabase"]
+#: public name -> module; resolved on first use (the Act-Bench table reader is light, the
+#: database and the bench workflows need the operator registry and TensorFlow)
+_EXPORTS = {"Benchmark": ".benchmark", "load_benchmark": ".benchmark",
+            "FunctionDatabase": ".database"}
 
-
-def __getattr__(name):
-    # the database needs the operator registry (TensorFlow): loaded on first use
-    if name == "FunctionDatabase":
-        from .database import FunctionDatabase
-        return FunctionDatabase
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
