@@ -5,6 +5,8 @@ the engine; the engine imports no method.
 * :mod:`.base` -- the ask/tell contract (:class:`SearchAlgorithm`, :class:`Candidate`),
   :func:`equivalence_key`, JSON normalization, failure records;
 * :mod:`.store` -- the durable SQLite journal (:class:`Store`);
+* :mod:`.configs` -- :func:`config_differences`, the one "refuse to resume with another
+  config" comparison of stores and GRAFS checkpoints;
 * :mod:`.driver` -- :func:`run_search`, the steady-state loop that resumes exactly;
 * :mod:`.executors` / :mod:`.ray_executor` -- in-process, process-pool and Ray executors
   (:func:`make_executor` builds one by name);
@@ -17,6 +19,7 @@ the Keras layers), unless the process is the command line.
 
 from .base import (Candidate, SearchAlgorithm, equivalence_key, failure_record,
                    json_normalize, rng_from_state, rng_state)
+from .configs import config_differences, describe_differences
 from .driver import SearchSummary, run_search, search_config
 from .evaluator import RecipeEvaluator, make_evaluator
 from .executors import (Executor, Finished, InProcessExecutor, LocalPoolExecutor, RayExecutor,
@@ -28,4 +31,4 @@ __all__ = ["Candidate", "SearchAlgorithm", "equivalence_key", "failure_record",
            "SearchSummary", "RecipeEvaluator", "make_evaluator", "Executor", "Finished",
            "InProcessExecutor", "LocalPoolExecutor", "RayExecutor", "make_executor",
            "run_evaluation", "Store", "Evaluation", "StoreError", "StoreConfigError",
-           "StoreLockedError"]
+           "StoreLockedError", "config_differences", "describe_differences"]

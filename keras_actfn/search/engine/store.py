@@ -55,6 +55,7 @@ from pathlib import Path
 
 from ...train.record import EvaluationRecord
 from .base import Candidate, json_normalize
+from .configs import config_differences, describe_differences
 from .locking import exclusive_lock
 
 __all__ = ["Store", "Evaluation", "StoreError", "StoreConfigError", "StoreLockedError",
@@ -64,9 +65,6 @@ __all__ = ["Store", "Evaluation", "StoreError", "StoreConfigError", "StoreLocked
 SCHEMA_VERSION = 3  # 3: fingerprint -> equivalence_key; 2: the features table (1, 2 upgraded)
 
 PENDING, RUNNING, OK, FAILED = "pending", "running", "ok", "failed"
-
-#: how :attr:`StoreConfigError.differences` shows a key present on one side only
-ABSENT = "<absent>"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -133,7 +131,8 @@ class StoreConfigError(StoreError):
 
     def __init__(self, message, differences):
         super().__init__(message)
-        #: ``{dotted key: (stored value, requested value)}``
+        #: ``{dotted key: (stored value, requested value)}``, :data:`.configs.ABSENT` for a
+        #: key present on one side only (:func:`.configs.config_differences`)
         self.differences = differences
 
 
@@ -173,16 +172,6 @@ class Evaluation:
     @property
     def is_finished(self) -> bool:
         return self.status in (OK, FAILED)
-
-
-def _flatten(value, prefix=""):
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and scalars are leaves."""
-    if isinstance(value, dict) and value:
-        out = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix or "(config)": value}
 
 
 def _current_config(config):
@@ -545,21 +534,11 @@ class Store:
         return run_id
 
     def _config_error(self, name, stored, requested) -> StoreConfigError:
-        old, new = _flatten(stored), _flatten(requested)
-        differences = {key: (old.get(key, ABSENT), new.get(key, ABSENT))
-                       for key in sorted(set(old) | set(new))
-                       if key not in old or key not in new or old[key] != new[key]}
-
-        def show(value):
-            return value if value is ABSENT else json.dumps(value)
-
-        lines = [f"  {key}: stored {show(a)}, requested {show(b)}"
-                 for key, (a, b) in differences.items()]
-        if len(lines) > 20:
-            lines = lines[:20] + [f"  ... and {len(lines) - 20} more"]
+        differences = config_differences(stored, requested)
+        lines = describe_differences(differences, limit=20)
         message = (f"the store {self.path!r} holds a search run {name!r} with a different "
                    f"configuration, so it cannot be resumed with this one. Differing keys:\n"
-                   + "\n".join(lines) +
+                   + "\n".join(f"  {line}" for line in lines) +
                    "\nTo resume that search, repeat its original settings. To start a new "
                    "search, use a new store path (or delete this file).")
         return StoreConfigError(message, differences)
