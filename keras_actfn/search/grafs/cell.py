@@ -16,8 +16,9 @@ cell of the network references. Every operator output ``y`` is clipped to ``[-l,
 
 Layout: :class:`CellParameters` (distributions, masks, shrinking, the traced
 ``cell_function``), the traced cell's blocks (``_unary_block``/``_binary_block`` ->
-``_mixed_terms``, whose gradient is chained by hand from the derivative rules
-``_UNARY_RULES``/``_BINARY_RULES``/``_PARAMETRIC``), :class:`SearchCell` (one activation
+``_mixed_terms``, whose gradient is chained by hand from the operators' derivative rules
+in the registry, ``Operator.derivative`` of :mod:`keras_actfn.expr.ops`, and from
+``_PARAMETRIC`` for the learned-parameter terms), :class:`SearchCell` (one activation
 site; its per-position path ``_cell_by_position`` is the argmax/unclipped evaluation and the
 tests' autodiff reference), then the export (:func:`discretize`, :func:`export_activation`).
 """
@@ -438,17 +439,14 @@ def _binary_block(params, position, a, b, weights, computed):
     return out[0]
 
 
-# The search cell's own kernels for operators of the GRAFS space: each operator's value
-# (the registry's, except sinh and arcsinh: formulations about twice as fast on CPU, within
-# 3e-7 relative of them) and its derivative as a rule ``(U, inputs, raw) -> input
-# gradients`` (``U``: the upstream gradient; ``raw``: the unclipped output), so the
-# cell's backward pass is a few elementwise products per operator instead of the graph
-# TensorFlow derives from each formula (about a fifth of the nodes, which is what setting a
-# traced search step up costs). Operators without a rule get TensorFlow's gradient.
-_RSQRT_PI_2 = 2.0 / math.sqrt(math.pi)
-_RSQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
+# The search cell's own values for two operators of the GRAFS space: formulations of sinh
+# and arcsinh about twice as fast on CPU as the registry's, within 3e-7 relative of them
+# (every other operator computes the registry's ``tf_fn``). The backward pass chains each
+# operator's derivative rule from the registry (``Operator.derivative(U, *inputs, raw)``,
+# ``U`` the upstream gradient, ``raw`` the unclipped output): a few elementwise products per
+# operator instead of the graph TensorFlow derives from each formula (about a fifth of the
+# nodes, which is what setting a traced search step up costs). Operators without a rule get
+# TensorFlow's gradient.
 def _sinh(x):  # inputs clamped to [-30, 30] (_INPUT_CLAMP); u = e^|x| - 1 >= 0
     u = tf.math.expm1(tf.abs(x))
     return tf.sign(x) * (0.5 * u * (u + 2.0) / (u + 1.0))
@@ -465,49 +463,16 @@ def _zero_unless(cond, v):
 
 
 _VALUES = {"sinh": _sinh, "arcsinh": _asinh}
-_UNARY_RULES = {
-    "identity": lambda u, x, r: u,
-    "neg": lambda u, x, r: -u,
-    "abs": lambda u, x, r: u * tf.sign(x),
-    "square": lambda u, x, r: 2.0 * u * x,
-    "cube": lambda u, x, r: 3.0 * u * tf.square(x),
-    "sqrt": lambda u, x, r: _zero_unless(x > 0, 0.5 * u / r),
-    "exp": lambda u, x, r: u * r,
-    "sigmoid": lambda u, x, r: u * r * (1.0 - r),
-    "softplus": lambda u, x, r: u * tf.sigmoid(x),
-    "sinh": lambda u, x, r: u * tf.sqrt(1.0 + tf.square(r)),  # cosh = sqrt(1 + sinh^2)
-    "tanh": lambda u, x, r: u * (1.0 - tf.square(r)),
-    "arcsinh": lambda u, x, r: u * tf.math.rsqrt(1.0 + tf.square(x)),
-    "arctan": lambda u, x, r: u / (1.0 + tf.square(x)),
-    "erf": lambda u, x, r: _RSQRT_PI_2 * u * tf.exp(-tf.square(x)),
-    "min0": lambda u, x, r: _zero_unless(x <= 0, u),
-    "relu": lambda u, x, r: _zero_unless(x > 0, u),
-    "gelu": lambda u, x, r: u * (0.5 * tf.math.erfc(-x * math.sqrt(0.5))
-                                 + _RSQRT_2PI * x * tf.exp(-0.5 * tf.square(x))),
-    "swish": lambda u, x, r: u * (lambda s: s + r * (1.0 - s))(tf.sigmoid(x)),
-    "elu": lambda u, x, r: tf.where(x > 0, u, u * (r + 1.0)),
-    "leaky_relu": lambda u, x, r: tf.where(x >= 0, u, ops.LEAKY_SLOPE * u),
-}
-_BINARY_RULES = {
-    "add": lambda u, a, b, r: (u, u),
-    "sub": lambda u, a, b, r: (u, -u),
-    "mul": lambda u, a, b, r: (u * b, u * a),
-    "max": lambda u, a, b, r: (lambda m: (_zero_unless(m, u), _zero_unless(~m, u)))(a >= b),
-    "min": lambda u, a, b, r: (lambda m: (_zero_unless(m, u), _zero_unless(~m, u)))(a <= b),
-    "gate": lambda u, a, b, r: (lambda s: (u * b * s * (1.0 - s), u * s))(tf.sigmoid(a)),
-    "left": lambda u, a, b, r: (u, None),
-    "right": lambda u, a, b, r: (None, u),
-}
 
 
 # Operators with a learned parameter ``t`` (a ``(P, 1)`` column: one value per position):
 # name -> (value(t, *inputs) -> (P, N), rule(u, t, *inputs, raw) -> (input gradients summed
 # over positions, parameter gradient (P,))). The templated unary operators of
-# ops.GRAFS_TEMPLATES and BetaMix (the registry's "mix": sigmoid(t) a + (1 - sigmoid(t)) b).
+# ops.GRAFS_TEMPLATES and BetaMix (the registry's "mix": sigmoid(t) a + (1 - sigmoid(t)) b,
+# whose rule is the registry's derivative summed over the broadcast axes).
 def _mix_rule(u, t, a, b, r):
-    s = tf.sigmoid(t)
-    return ((tf.reduce_sum(u * s, 0), tf.reduce_sum(u * (1.0 - s), 0)),
-            tf.reduce_sum(u * (a - b), 1) * (s * (1.0 - s))[:, 0])
+    da, db, dt = ops.get("mix").derivative(u, a, b, t, r)
+    return (tf.reduce_sum(da, 0), tf.reduce_sum(db, 0)), tf.reduce_sum(dt, 1)
 
 
 _PARAMETRIC = {
@@ -531,15 +496,16 @@ def _mixed_terms(names, inputs, rows, clip, param_names=(), param_rows=None, par
                  bounded=False):
     """The mixture ``rows @ clip(op(*inputs) for op in names)`` plus, for each parametric
     operator ``j`` of ``param_names``, ``param_rows[:, j] * clip(op(params[:, j], *inputs))``:
-    ``(P, N)`` from flat ``(N,)`` inputs, with the compact gradient of the rules above (the
-    upstream gradient times each operator's weights, the clip's mask, then one rule per
-    term). Gradients reach the inputs, both weight matrices and ``params``.
+    ``(P, N)`` from flat ``(N,)`` inputs, with the compact gradient of the operators'
+    derivative rules (the upstream gradient times each operator's weights, the clip's mask,
+    then one rule per term: the registry's ``Operator.derivative``, ``_PARAMETRIC``'s).
+    Gradients reach the inputs, both weight matrices and ``params``.
 
     ``bounded``: the inputs lie in ``[-clip, clip]`` (mixtures of clipped terms), so the
     clips of non-expansive operators are left out with their masks (they change nothing).
     """
     count = len(inputs)
-    rules = _UNARY_RULES if count == 1 else _BINARY_RULES
+    rules = {name: ops.get(name).derivative for name in names}
     free = [_within(name, clip, bounded) for name in names]
     # clipped terms first, then free ones; w's columns are permuted to match, dw back
     order = [t for t, f in enumerate(free) if not f] + [t for t, f in enumerate(free) if f]
@@ -547,7 +513,7 @@ def _mixed_terms(names, inputs, rows, clip, param_names=(), param_rows=None, par
     permuted = order != sorted(order)
     n_clip = free.count(False)
     p_clip = [not _within(name, clip, bounded) for name in param_names]
-    taped = [name for name in names if name not in rules]  # TensorFlow's gradient for these
+    taped = [name for name in names if rules[name] is None]  # TensorFlow's gradient for these
 
     @tf.custom_gradient
     def mixed(*args):
@@ -587,7 +553,7 @@ def _mixed_terms(names, inputs, rows, clip, param_names=(), param_rows=None, par
                     upstream += tf.unstack(u)
                 for t, (u, vs, r) in enumerate(zip(upstream, seen, raws)):
                     name = names[order[t]]
-                    if name in rules:
+                    if rules[name] is not None:
                         got = rules[name](u, *vs, r)
                         got = (got,) if count == 1 else got
                     else:
