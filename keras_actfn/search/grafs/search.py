@@ -23,18 +23,22 @@ The paper's iteration-based language-model search (Table 9: ``max_iters``, ``eva
 ``warmstart_iterations``, ``start_shrinking_iteration``) runs as epochs of
 ``steps_per_epoch = eval_interval`` iterations (see :mod:`.settings`): warm start, shrinking
 and drops only happen at those boundaries, where the traced loop is left anyway.
+
+Layout: :func:`grafs_search` (the entry point, its arguments checked and documented) builds
+and runs a :class:`GrafsSearch`, whose parts are the data, the two optimizers, the traced
+epoch and the checkpoint (:class:`_Checkpoint`, :func:`checkpoint_lock`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import glob
 import inspect
 import json
 import os
 import time
+import types
 from typing import Callable
 
 import numpy as np
@@ -45,10 +49,11 @@ from ...expr import ops
 from ...expr.simplify import simplify
 from ...surgery import replace_activations
 from .cell import POSITIONS, CellParameters, SearchCell, discretize
+from ..engine.configs import config_differences, describe_differences
 from ..engine.locking import exclusive_lock
 from .schedule import drop_schedule, shrink_start, total_operations
 
-__all__ = ["GrafsResult", "grafs_search", "split_search_data", "CosineWarmRestarts",
+__all__ = ["GrafsResult", "grafs_search", "GrafsSearch", "split_search_data", "CosineWarmRestarts",
            "CheckpointError", "CheckpointLockedError", "check_search_settings",
            "check_checkpoint", "check_checkpoint_root", "checkpoint_lock"]
 
@@ -267,11 +272,10 @@ class _Checkpoint:
         self.objects = None
         self.state = check_checkpoint(self.directory)
         if self.state is not None:
-            old = self.state["config"]
-            differ = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+            # a setting missing from an older checkpoint reads as None (its default)
+            differ = config_differences(self.state["config"], config, absent=None)
             if differ:
-                details = ", ".join(f"{k}: saved {old.get(k)!r}, now {config.get(k)!r}"
-                                    for k in differ)
+                details = ", ".join(describe_differences(differ, "saved", "now", show=repr))
                 raise CheckpointError(f"checkpoint {self.directory} is of a search with other "
                                       f"settings ({details}); use another directory")
 
@@ -335,26 +339,369 @@ def _original_name(targets):
     return None
 
 
-def _checked_and_locked(search):
-    """``grafs_search`` with its settings checked, then its checkpoint folder (if any)
-    locked for the whole search: two processes never write one folder."""
-    signature = inspect.signature(search)
+class GrafsSearch:
+    """One GRAFS search: what :func:`grafs_search` builds and runs, in its parts.
 
-    @functools.wraps(search)
-    def wrapper(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        check_search_settings(**bound.arguments)
-        directory = bound.arguments["checkpoint"]
+    * data (:meth:`_data`, :meth:`_batches`, :meth:`_streams`): the task's training split
+      shuffled and split into search-train and search-validation parts, the batch size and
+      iterations per epoch, and both parts' batch streams (preprocessing, augmentation);
+    * optimizers (:meth:`_optimizers`): the weights' Adam/AdamW with cosine annealing (or
+      the caller's ``weight_optimizer``) and the cell's Adam, constant or with warm
+      restarts;
+    * the traced epoch (:meth:`_update`, :meth:`_make_epoch`, :meth:`_epoch`): a cell step on
+      validation data, then a weight step on training data, each one optimizer update from
+      ``gradient_accumulation_steps`` micro-batches, as one graph loop per epoch;
+    * the checkpoint (:meth:`_open_checkpoint`, :meth:`_resume`, :class:`_Checkpoint`): the
+      state saved after every epoch, restored on resume, refused for other settings; the
+      folder is locked (:func:`checkpoint_lock`) for the whole :meth:`run`.
+
+    Args:
+        model, task: as :func:`grafs_search` takes them.
+        **settings: any other argument of :func:`grafs_search`, by name (the rest take its
+            defaults); checked here (:func:`check_search_settings`), before anything is
+            built or written.
+
+    :meth:`run` runs the search once and returns its :class:`GrafsResult`.
+    """
+
+    def __init__(self, model, task, **settings):
+        defaults = {name: p.default for name, p in
+                    inspect.signature(grafs_search).parameters.items()
+                    if name not in ("model", "task")}
+        unknown = sorted(set(settings) - set(defaults))
+        if unknown:
+            raise TypeError(f"GrafsSearch got unknown settings {', '.join(unknown)}; it takes "
+                            f"the arguments of grafs_search")
+        self.model, self.task = model, task
+        #: every setting of :func:`grafs_search` by name
+        self.settings = types.SimpleNamespace(**{**defaults, **settings})
+        check_search_settings(**vars(self.settings))
+        self.accumulate = int(self.settings.gradient_accumulation_steps)
+        self._ran = False
+
+    def run(self) -> GrafsResult:
+        """Run the search (its checkpoint folder, if any, locked throughout)."""
+        if self._ran:
+            raise RuntimeError("a GrafsSearch runs once; build another to search again")
+        self._ran = True
+        directory = self.settings.checkpoint
         if directory is None:
-            return search(*args, **kwargs)
+            return self._run()
         with checkpoint_lock(directory):
-            return search(*args, **kwargs)
+            return self._run()
 
-    return wrapper
+    def _run(self) -> GrafsResult:
+        s = self.settings
+        start_time = time.perf_counter()
+        keras.utils.set_random_seed(s.seed)
+        self._build_model()
+        self._data()
+        self.saved = self._open_checkpoint()
+        self._streams()
+        self._optimizers()
+        self._accumulators()
+        drops = self._drops()
+        first = self._resume()
+        for epoch in range(first, s.epochs + 1):
+            self._epoch(epoch, drops.get(epoch, 0))
+        run_epoch = self.run_epoch
+        self.traces += run_epoch.experimental_get_tracing_count() if run_epoch else 0
+        params = self.params
+        # the export without what cannot change a value (left/right's other input, min(f, f),
+        # x*1...): right(sinh(min(sinh(x), sinh(x))), sinh(x)) is sinh(x); no constant
+        # folding, so the trained function computes exactly what the argmax cell does
+        return GrafsResult(function=str(simplify(discretize(params), fold=False)),
+                           function_clipped=str(simplify(discretize(params, clip=True),
+                                                         fold=False)), parameters=params,
+                           model=self.search_model, history=self.history,
+                           seconds=time.perf_counter() - start_time, traces=self.traces)
+
+    # -- the network ------------------------------------------------------------------------
+    def _build_model(self):
+        """The searched network: the model (built if a builder was given) with its target
+        activations replaced by cells sharing one :class:`CellParameters`; and the loss."""
+        s = self.settings
+        model = self.model
+        if not isinstance(model, keras.Model) and callable(model):
+            model = model()
+        original = self.original = s.original or _original_name(s.targets)
+        params = self.params = CellParameters(unary=s.unary, binary=s.binary,
+                                              positive=s.positive, clip=s.clip, seed=s.seed)
+        self.search_model = replace_activations(
+            model, lambda: SearchCell(params, original=original), targets=s.targets)
+        self.loss_fn = s.loss or _default_loss(self.search_model, self.task)
+
+    # -- data -------------------------------------------------------------------------------
+    def _data(self):
+        """Split the task's training data, and set the batch size (at most either part's
+        size) and the iterations per epoch (one pass over the search-train part unless
+        ``steps_per_epoch`` is set)."""
+        s = self.settings
+        x, y = self.task.arrays("train")
+        self.train_part, self.valid_part = split_search_data(
+            np.asarray(x), np.asarray(y), s.train_fraction, s.seed)
+        self.preprocess = self.task.preprocess
+        self.augment_fn = _augmentation(s.augment, self.task)
+        xt, xv = self.train_part[0], self.valid_part[0]
+        self.batch = min(s.batch_size, len(xt), len(xv))
+        self.per_epoch = s.steps_per_epoch is None  # else: an endless stream, as nanoGPT samples
+        steps_per_epoch = s.steps_per_epoch
+        if steps_per_epoch is None:
+            steps_per_epoch = len(xt) // (self.batch * self.accumulate)
+            if steps_per_epoch < 1:
+                raise ValueError(f"one iteration takes {self.accumulate} x {self.batch} "
+                                 f"examples but the search-train part has {len(xt)}; lower "
+                                 f"batch_size or gradient_accumulation_steps, or set "
+                                 f"steps_per_epoch")
+        self.steps_per_epoch = int(steps_per_epoch)
+
+    def _batches(self, xs, ys, shuffle_seed, per_epoch):
+        """An endless ``tf.data`` stream of batches of ``(xs, ys)``."""
+        batch, steps = self.batch, self.steps_per_epoch * self.accumulate
+        preprocess, augment_fn = self.preprocess, self.augment_fn
+        ds = tf.data.Dataset.from_tensor_slices((xs, ys)).shuffle(len(xs), seed=shuffle_seed,
+                                                                   reshuffle_each_iteration=True)
+        if per_epoch:  # whole epochs of whole batches: a fresh order every epoch
+            ds = ds.batch(batch, drop_remainder=True).take(steps)
+            ds = ds.repeat()
+        else:  # an endless stream of batches
+            ds = ds.repeat().batch(batch, drop_remainder=True)
+        if preprocess is not None:
+            ds = ds.map(lambda a, b: (preprocess(a), b))
+        if augment_fn is not None:  # a fresh seed pair per batch, as Task.dataset does
+            seeds = tf.data.Dataset.random(seed=shuffle_seed).batch(2)
+            ds = tf.data.Dataset.zip((ds, seeds)).map(
+                lambda xy, s: augment_fn(xy[0], xy[1], s), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _streams(self):
+        """The iterators of both parts' batches (a resumed search draws a fresh data order:
+        the shuffle seeds are shifted by the epoch)."""
+        seed, saved = self.settings.seed, self.saved
+        shift = 0 if saved is None or saved.state is None else 1000 * int(saved.state["epoch"])
+        self.train_iter = iter(self._batches(*self.train_part, seed + shift,
+                                             per_epoch=self.per_epoch))
+        self.valid_iter = iter(self._batches(*self.valid_part, seed + 1 + shift,
+                                             per_epoch=False))
+
+    # -- optimizers -------------------------------------------------------------------------
+    def _optimizers(self):
+        """The weights' optimizer (its rate annealed over all iterations) and the cell's,
+        built on their variables: the cell's search variables and the network's others."""
+        s = self.settings
+        self.arch_vars = self.params.search_variables
+        arch_ids = {id(v) for v in self.arch_vars}
+        self.weight_vars = [v for v in self.search_model.trainable_variables
+                            if id(v) not in arch_ids]
+        total_steps = s.epochs * self.steps_per_epoch
+        if s.weight_optimizer is None:
+            schedule = keras.optimizers.schedules.CosineDecay(
+                s.learning_rate, total_steps,
+                alpha=float(s.min_learning_rate) / float(s.learning_rate))
+            betas = s.betas
+            if s.weight_decay:
+                weight_opt = keras.optimizers.AdamW(schedule, weight_decay=s.weight_decay,
+                                                    beta_1=betas[0], beta_2=betas[1])
+            else:
+                weight_opt = keras.optimizers.Adam(schedule, beta_1=betas[0], beta_2=betas[1])
+        else:
+            weight_opt = s.weight_optimizer
+        arch_rate = s.arch_learning_rate if s.arch_restart_period is None else \
+            CosineWarmRestarts(s.arch_learning_rate, s.arch_restart_period,
+                               s.arch_min_learning_rate)
+        arch_opt = keras.optimizers.Adam(arch_rate, beta_1=s.arch_betas[0],
+                                         beta_2=s.arch_betas[1])
+        weight_opt.build(self.weight_vars)
+        arch_opt.build(self.arch_vars)
+        self.weight_opt, self.arch_opt = weight_opt, arch_opt
+
+    # -- the traced epoch -------------------------------------------------------------------
+    def _accumulators(self):
+        """Per optimizer, one zero variable per variable it updates, summing micro-batch
+        gradients (none without gradient accumulation)."""
+        self.accumulators = {}
+        if self.accumulate > 1:
+            for opt, variables in ((self.arch_opt, self.arch_vars),
+                                   (self.weight_opt, self.weight_vars)):
+                self.accumulators[id(opt)] = [tf.Variable(tf.zeros_like(v), trainable=False)
+                                              for v in variables]
+
+    def _gradients(self, xb, yb, variables, with_anchor):
+        s = self.settings
+        with tf.GradientTape() as tape:
+            out = self.search_model(xb, training=True)
+            value = self.loss_fn(yb, out)
+            total = value
+            if with_anchor and s.anchor_strength:
+                total = total + self.params.anchor_penalty(s.anchor_strength, s.anchor_metric)
+        return tape.gradient(total, variables), tf.cast(value, tf.float32)
+
+    def _update(self, iterator, variables, optimizer, with_anchor, use_original):
+        """One optimizer step; ``use_original`` is set only while the model is called."""
+        params, accumulate = self.params, self.accumulate
+
+        def step():
+            xb, yb = next(iterator)
+            params.use_original = use_original
+            try:
+                return self._gradients(xb, yb, variables, with_anchor)
+            finally:
+                params.use_original = False
+
+        if accumulate == 1:
+            grads, value = step()
+            optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables)
+                                       if g is not None])
+            return value
+        # k micro-batches in a graph loop, summed into accumulator variables; which
+        # variables get a gradient is known once the loop body is traced
+        sums = self.accumulators[id(optimizer)]
+        connected = []
+
+        def body(j, value_sum):
+            grads, value = step()
+            connected[:] = [i for i, g in enumerate(grads) if g is not None]
+            deps = [sums[i].assign_add(tf.convert_to_tensor(grads[i])) for i in connected]
+            with tf.control_dependencies(deps):
+                return j + 1, value_sum + value
+
+        _, value_sum = tf.while_loop(lambda j, _: j < accumulate, body,
+                                     (tf.constant(0), tf.constant(0.0)))
+        with tf.control_dependencies([value_sum]):
+            mean = [(sums[i].read_value() / accumulate, variables[i]) for i in connected]
+        optimizer.apply_gradients(mean)
+        with tf.control_dependencies([g for g, _ in mean]):
+            for i in connected:
+                sums[i].assign(tf.zeros_like(sums[i]))
+        return value_sum / accumulate
+
+    def _make_epoch(self, with_warm):
+        """One epoch in one call: ``steps`` x (a cell step on validation data, then a weight
+        step on training data), as a graph loop. The active operators are mask variables
+        and ``warm`` (the weight steps use the original activation) is a tensor choosing
+        between two traced weight steps, so neither drops nor the end of the warm start
+        need a new trace. A loop traced after the warm start (``with_warm`` false) has the
+        search's weight step only."""
+        update = self._update
+        train_iter, valid_iter = self.train_iter, self.valid_iter
+        arch_vars, arch_opt = self.arch_vars, self.arch_opt
+        weight_vars, weight_opt = self.weight_vars, self.weight_opt
+
+        def run(steps, warm):
+            def body(i, arch_sum, weight_sum):
+                arch_loss = update(valid_iter, arch_vars, arch_opt, True, False)
+                search = lambda: update(train_iter, weight_vars, weight_opt, False, False)  # noqa: E731
+                # two branches traced with the phase fixed, so the warm-start branch runs
+                # the plain network (a select would compute, and differentiate, the cells
+                # too); no gradient is taken through the cond itself
+                weight_loss = tf.cond(
+                    warm, lambda: update(train_iter, weight_vars, weight_opt, False, True),
+                    search) if with_warm else search()
+                return i + 1, arch_sum + arch_loss, weight_sum + weight_loss
+
+            zero = tf.constant(0.0)
+            _, arch_sum, weight_sum = tf.while_loop(lambda i, *_: i < steps, body,
+                                                    (tf.constant(0), zero, zero))
+            n = tf.cast(steps, tf.float32)
+            return arch_sum / n, weight_sum / n
+
+        return tf.function(run, autograph=False)
+
+    def _drops(self) -> dict:
+        """``{epoch: operators dropped}`` (Appendix C's schedule from epoch ``S``)."""
+        s = self.settings
+        start = shrink_start(s.warm_start_epochs) if s.start_shrinking_epoch is None else int(
+            s.start_shrinking_epoch)
+        if start < 1:
+            raise ValueError(f"start_shrinking_epoch must be >= 1, got {s.start_shrinking_epoch}")
+        # a search shorter than S never shrinks; its result is the argmax of the full cell
+        return {} if start > s.epochs else drop_schedule(
+            total_operations(self.params.position_sizes), len(POSITIONS), start, s.epochs)
+
+    def _epoch(self, epoch, dropped):
+        """Drop ``dropped`` operators, run one epoch (tracing the loop when there is none),
+        record it, save the checkpoint and log the epoch's line."""
+        s, params = self.settings, self.params
+        warm = epoch <= s.warm_start_epochs and self.original is not None
+        if dropped:
+            params.shrink(dropped)  # masks: the traced epoch stays valid
+            if params.waste() >= s.respecialize and params.specialize():
+                # most of what the traced cells compute is dropped: trace a smaller cell
+                run_epoch = self.run_epoch
+                self.traces += run_epoch.experimental_get_tracing_count() if run_epoch else 0
+                self.run_epoch = None
+        epoch_start = time.perf_counter()
+        new_trace = self.run_epoch is None
+        if new_trace:  # a loop traced after the warm start has no warm branch
+            self.run_epoch = self._make_epoch(with_warm=warm)
+        run_epoch = self.run_epoch
+        steps, warm = tf.constant(self.steps_per_epoch), tf.constant(warm)
+        trace_seconds = 0.0
+        if new_trace:
+            # trace, and set the graph up with a call of no steps, to time both apart
+            run_epoch.get_concrete_function(steps, warm)
+            run_epoch(tf.constant(0), warm)
+            trace_seconds = time.perf_counter() - epoch_start
+        valid_loss, train_loss = run_epoch(steps, warm)
+        record = {
+            "epoch": epoch, "phase": "warm" if epoch <= s.warm_start_epochs else "search",
+            "dropped": dropped, "operators_left": params.operators_left(),
+            "train_loss": float(train_loss), "valid_loss": float(valid_loss),
+            "argmax": str(discretize(params)),
+            "weights": [params.expected_weights(p).numpy() for p in range(len(POSITIONS))],
+            "seconds": time.perf_counter() - epoch_start, "trace_seconds": trace_seconds,
+            "updates": int(self.weight_opt.iterations.numpy()),
+        }
+        self.history.append(record)
+        if self.saved is not None:
+            self.saved.save(epoch, params,
+                            self.traces + run_epoch.experimental_get_tracing_count(),
+                            self.history)
+        if s.verbose:
+            s.log(f"GRAFS epoch {epoch}/{s.epochs} [{record['phase']}] train "
+                  f"{record['train_loss']:.4f} valid {record['valid_loss']:.4f} dropped "
+                  f"{dropped} left {record['operators_left']} f(x) = {record['argmax']}")
+
+    # -- the checkpoint ---------------------------------------------------------------------
+    def _open_checkpoint(self):
+        """The checkpoint folder's :class:`_Checkpoint` (``None`` without one), which
+        refuses a saved search of other settings."""
+        s = self.settings
+        if not s.checkpoint:
+            return None
+        return _Checkpoint(s.checkpoint, _search_config(
+            epochs=s.epochs, warm_start_epochs=s.warm_start_epochs, batch_size=s.batch_size,
+            learning_rate=s.learning_rate, arch_learning_rate=s.arch_learning_rate,
+            train_fraction=s.train_fraction, targets=s.targets, original=self.original,
+            anchor_strength=s.anchor_strength, anchor_metric=s.anchor_metric,
+            positive=s.positive, clip=s.clip, unary=s.unary, binary=s.binary, seed=s.seed,
+            gradient_accumulation_steps=self.accumulate, steps_per_epoch=self.steps_per_epoch,
+            start_shrinking_epoch=s.start_shrinking_epoch, betas=s.betas,
+            weight_decay=s.weight_decay, min_learning_rate=s.min_learning_rate,
+            arch_betas=s.arch_betas, arch_restart_period=s.arch_restart_period,
+            arch_min_learning_rate=s.arch_min_learning_rate, augment=s.augment,
+            task=self.task.name,
+            # the network by its size (Keras numbers unnamed models per process)
+            model_weights=int(self.search_model.count_params()),
+            weight_optimizer=s.weight_optimizer))
+
+    def _resume(self) -> int:
+        """Start the history and the trace count, from the checkpoint when it holds a saved
+        epoch (the variables and cell structure restored); the first epoch to run."""
+        s, saved = self.settings, self.saved
+        self.history, self.run_epoch, self.traces = [], None, 0
+        first = 1
+        if saved is not None:
+            saved.track(model=self.search_model, cell=self.params,
+                        weight_optimizer=self.weight_opt, arch_optimizer=self.arch_opt,
+                        accumulators=[a for v in self.accumulators.values() for a in v])
+            if saved.state is not None:
+                first, self.traces, self.history = saved.restore(self.params)
+                if s.verbose:
+                    s.log(f"GRAFS: resumed from {s.checkpoint} after epoch {first - 1}/{s.epochs}")
+        return first
 
 
-@_checked_and_locked
 def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
                  learning_rate=1e-3, arch_learning_rate=0.1, train_fraction=0.75,
                  targets=("relu",), original=None, anchor_strength=0.0, anchor_metric="kl",
@@ -437,230 +784,5 @@ def grafs_search(model, task, epochs=50, warm_start_epochs=1, batch_size=32,
             gets :class:`CheckpointLockedError`; an unreadable or incomplete checkpoint is a
             :class:`CheckpointError` naming the file.
     """
-    start_time = time.perf_counter()
-    # the settings were checked (check_search_settings) and the checkpoint folder locked
-    # by the wrapper (_checked_and_locked) before this body runs
-    accumulate = int(gradient_accumulation_steps)
-    keras.utils.set_random_seed(seed)
-    if not isinstance(model, keras.Model) and callable(model):
-        model = model()
-    original = original or _original_name(targets)
-    params = CellParameters(unary=unary, binary=binary, positive=positive, clip=clip, seed=seed)
-    search_model = replace_activations(model, lambda: SearchCell(params, original=original),
-                                       targets=targets)
-    loss_fn = loss or _default_loss(search_model, task)
-
-    x, y = task.arrays("train")
-    (xt, yt), (xv, yv) = split_search_data(np.asarray(x), np.asarray(y), train_fraction, seed)
-    preprocess = task.preprocess
-    augment_fn = _augmentation(augment, task)
-    batch = min(batch_size, len(xt), len(xv))
-    per_epoch = steps_per_epoch is None  # else: an endless stream, as nanoGPT samples
-    if steps_per_epoch is None:
-        steps_per_epoch = len(xt) // (batch * accumulate)
-        if steps_per_epoch < 1:
-            raise ValueError(f"one iteration takes {accumulate} x {batch} examples but the "
-                             f"search-train part has {len(xt)}; lower batch_size or "
-                             f"gradient_accumulation_steps, or set steps_per_epoch")
-    steps_per_epoch = int(steps_per_epoch)
-
-    def batches(xs, ys, shuffle_seed, per_epoch):
-        ds = tf.data.Dataset.from_tensor_slices((xs, ys)).shuffle(len(xs), seed=shuffle_seed,
-                                                                   reshuffle_each_iteration=True)
-        if per_epoch:  # whole epochs of whole batches: a fresh order every epoch
-            ds = ds.batch(batch, drop_remainder=True).take(steps_per_epoch * accumulate)
-            ds = ds.repeat()
-        else:  # an endless stream of batches
-            ds = ds.repeat().batch(batch, drop_remainder=True)
-        if preprocess is not None:
-            ds = ds.map(lambda a, b: (preprocess(a), b))
-        if augment_fn is not None:  # a fresh seed pair per batch, as Task.dataset does
-            seeds = tf.data.Dataset.random(seed=shuffle_seed).batch(2)
-            ds = tf.data.Dataset.zip((ds, seeds)).map(
-                lambda xy, s: augment_fn(xy[0], xy[1], s), num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
-
-    saved = _Checkpoint(checkpoint, _search_config(
-        epochs=epochs, warm_start_epochs=warm_start_epochs, batch_size=batch_size,
-        learning_rate=learning_rate, arch_learning_rate=arch_learning_rate,
-        train_fraction=train_fraction, targets=targets, original=original,
-        anchor_strength=anchor_strength, anchor_metric=anchor_metric, positive=positive,
-        clip=clip, unary=unary, binary=binary, seed=seed,
-        gradient_accumulation_steps=accumulate, steps_per_epoch=steps_per_epoch,
-        start_shrinking_epoch=start_shrinking_epoch, betas=betas, weight_decay=weight_decay,
-        min_learning_rate=min_learning_rate, arch_betas=arch_betas,
-        arch_restart_period=arch_restart_period,
-        arch_min_learning_rate=arch_min_learning_rate, augment=augment, task=task.name,
-        # the network by its size (Keras numbers unnamed models per process)
-        model_weights=int(search_model.count_params()),
-        weight_optimizer=weight_optimizer)) if checkpoint else None
-    # a resumed search draws a fresh data order: shift the shuffle seeds by the epoch
-    shift = 0 if saved is None or saved.state is None else 1000 * int(saved.state["epoch"])
-    train_iter = iter(batches(xt, yt, seed + shift, per_epoch=per_epoch))
-    valid_iter = iter(batches(xv, yv, seed + 1 + shift, per_epoch=False))
-
-    arch_vars = params.search_variables
-    arch_ids = {id(v) for v in arch_vars}
-    weight_vars = [v for v in search_model.trainable_variables if id(v) not in arch_ids]
-    total_steps = epochs * steps_per_epoch
-    if weight_optimizer is None:
-        schedule = keras.optimizers.schedules.CosineDecay(
-            learning_rate, total_steps, alpha=float(min_learning_rate) / float(learning_rate))
-        if weight_decay:
-            weight_opt = keras.optimizers.AdamW(schedule, weight_decay=weight_decay,
-                                                beta_1=betas[0], beta_2=betas[1])
-        else:
-            weight_opt = keras.optimizers.Adam(schedule, beta_1=betas[0], beta_2=betas[1])
-    else:
-        weight_opt = weight_optimizer
-    arch_rate = arch_learning_rate if arch_restart_period is None else CosineWarmRestarts(
-        arch_learning_rate, arch_restart_period, arch_min_learning_rate)
-    arch_opt = keras.optimizers.Adam(arch_rate, beta_1=arch_betas[0], beta_2=arch_betas[1])
-    weight_opt.build(weight_vars)
-    arch_opt.build(arch_vars)
-
-    def gradients(xb, yb, variables, with_anchor):
-        with tf.GradientTape() as tape:
-            out = search_model(xb, training=True)
-            value = loss_fn(yb, out)
-            total = value
-            if with_anchor and anchor_strength:
-                total = total + params.anchor_penalty(anchor_strength, anchor_metric)
-        return tape.gradient(total, variables), tf.cast(value, tf.float32)
-
-    def update(iterator, variables, optimizer, with_anchor, use_original):
-        """One optimizer step; ``use_original`` is set only while the model is called."""
-        def step():
-            xb, yb = next(iterator)
-            params.use_original = use_original
-            try:
-                return gradients(xb, yb, variables, with_anchor)
-            finally:
-                params.use_original = False
-
-        if accumulate == 1:
-            grads, value = step()
-            optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables)
-                                       if g is not None])
-            return value
-        # k micro-batches in a graph loop, summed into accumulator variables; which
-        # variables get a gradient is known once the loop body is traced
-        sums = accumulators[id(optimizer)]
-        connected = []
-
-        def body(j, value_sum):
-            grads, value = step()
-            connected[:] = [i for i, g in enumerate(grads) if g is not None]
-            deps = [sums[i].assign_add(tf.convert_to_tensor(grads[i])) for i in connected]
-            with tf.control_dependencies(deps):
-                return j + 1, value_sum + value
-
-        _, value_sum = tf.while_loop(lambda j, _: j < accumulate, body,
-                                     (tf.constant(0), tf.constant(0.0)))
-        with tf.control_dependencies([value_sum]):
-            mean = [(sums[i].read_value() / accumulate, variables[i]) for i in connected]
-        optimizer.apply_gradients(mean)
-        with tf.control_dependencies([g for g, _ in mean]):
-            for i in connected:
-                sums[i].assign(tf.zeros_like(sums[i]))
-        return value_sum / accumulate
-
-    accumulators = {}
-    if accumulate > 1:
-        for opt, variables in ((arch_opt, arch_vars), (weight_opt, weight_vars)):
-            accumulators[id(opt)] = [tf.Variable(tf.zeros_like(v), trainable=False)
-                                     for v in variables]
-
-    def make_epoch(with_warm):
-        """One epoch in one call: ``steps`` x (a cell step on validation data, then a weight
-        step on training data), as a graph loop. The active operators are mask variables
-        and ``warm`` (the weight steps use the original activation) is a tensor choosing
-        between two traced weight steps, so neither drops nor the end of the warm start
-        need a new trace. A loop traced after the warm start (``with_warm`` false) has the
-        search's weight step only."""
-        def run(steps, warm):
-            def body(i, arch_sum, weight_sum):
-                arch_loss = update(valid_iter, arch_vars, arch_opt, True, False)
-                search = lambda: update(train_iter, weight_vars, weight_opt, False, False)  # noqa: E731
-                # two branches traced with the phase fixed, so the warm-start branch runs
-                # the plain network (a select would compute, and differentiate, the cells
-                # too); no gradient is taken through the cond itself
-                weight_loss = tf.cond(
-                    warm, lambda: update(train_iter, weight_vars, weight_opt, False, True),
-                    search) if with_warm else search()
-                return i + 1, arch_sum + arch_loss, weight_sum + weight_loss
-
-            zero = tf.constant(0.0)
-            _, arch_sum, weight_sum = tf.while_loop(lambda i, *_: i < steps, body,
-                                                    (tf.constant(0), zero, zero))
-            n = tf.cast(steps, tf.float32)
-            return arch_sum / n, weight_sum / n
-
-        return tf.function(run, autograph=False)
-
-    start = shrink_start(warm_start_epochs) if start_shrinking_epoch is None else int(
-        start_shrinking_epoch)
-    if start < 1:
-        raise ValueError(f"start_shrinking_epoch must be >= 1, got {start_shrinking_epoch}")
-    # a search shorter than S never shrinks; its result is the argmax of the full cell
-    drops = {} if start > epochs else drop_schedule(
-        total_operations(params.position_sizes), len(POSITIONS), start, epochs)
-    history = []
-    run_epoch = None
-    traces = 0
-    first = 1
-    if saved is not None:
-        saved.track(model=search_model, cell=params, weight_optimizer=weight_opt,
-                    arch_optimizer=arch_opt, accumulators=[a for v in accumulators.values()
-                                                           for a in v])
-        if saved.state is not None:
-            first, traces, history = saved.restore(params)
-            if verbose:
-                log(f"GRAFS: resumed from {checkpoint} after epoch {first - 1}/{epochs}")
-    for epoch in range(first, epochs + 1):
-        warm = epoch <= warm_start_epochs and original is not None
-        dropped = drops.get(epoch, 0)
-        if dropped:
-            params.shrink(dropped)  # masks: the traced epoch stays valid
-            if params.waste() >= respecialize and params.specialize():
-                # most of what the traced cells compute is dropped: trace a smaller cell
-                traces += run_epoch.experimental_get_tracing_count() if run_epoch else 0
-                run_epoch = None
-        epoch_start = time.perf_counter()
-        new_trace = run_epoch is None
-        if new_trace:  # a loop traced after the warm start has no warm branch
-            run_epoch = make_epoch(with_warm=warm)
-        steps, warm = tf.constant(steps_per_epoch), tf.constant(warm)
-        trace_seconds = 0.0
-        if new_trace:
-            # trace, and set the graph up with a call of no steps, to time both apart
-            run_epoch.get_concrete_function(steps, warm)
-            run_epoch(tf.constant(0), warm)
-            trace_seconds = time.perf_counter() - epoch_start
-        valid_loss, train_loss = run_epoch(steps, warm)
-        record = {
-            "epoch": epoch, "phase": "warm" if epoch <= warm_start_epochs else "search",
-            "dropped": dropped, "operators_left": params.operators_left(),
-            "train_loss": float(train_loss), "valid_loss": float(valid_loss),
-            "argmax": str(discretize(params)),
-            "weights": [params.expected_weights(p).numpy() for p in range(len(POSITIONS))],
-            "seconds": time.perf_counter() - epoch_start, "trace_seconds": trace_seconds,
-            "updates": int(weight_opt.iterations.numpy()),
-        }
-        history.append(record)
-        if saved is not None:
-            saved.save(epoch, params, traces + run_epoch.experimental_get_tracing_count(),
-                       history)
-        if verbose:
-            log(f"GRAFS epoch {epoch}/{epochs} [{record['phase']}] train {record['train_loss']:.4f} "
-                f"valid {record['valid_loss']:.4f} dropped {dropped} left "
-                f"{record['operators_left']} f(x) = {record['argmax']}")
-    traces += run_epoch.experimental_get_tracing_count() if run_epoch else 0
-    # the export without what cannot change a value (left/right's other input, min(f, f),
-    # x*1...): right(sinh(min(sinh(x), sinh(x))), sinh(x)) is sinh(x); no constant folding,
-    # so the trained function computes exactly what the argmax cell does
-    return GrafsResult(function=str(simplify(discretize(params), fold=False)),
-                       function_clipped=str(simplify(discretize(params, clip=True),
-                                                     fold=False)), parameters=params,
-                       model=search_model, history=history,
-                       seconds=time.perf_counter() - start_time, traces=traces)
+    # locals(), as the first statement: exactly the arguments, by name
+    return GrafsSearch(**locals()).run()
