@@ -369,23 +369,9 @@ def activation_layer(spec, **kwargs):
     A ``name`` names the layer made from text, an ``Expr``, a Keras name or an activation
     callable; a factory's layer keeps the name the factory gave it (sites of one model
     built from one factory would otherwise need unique names from the caller).
+    Text is sorted as by :func:`~keras_actfn.layers.spec.resolve_spec`: a bare name Keras
+    knows is Keras's activation, anything else is parsed.
     """
-    if isinstance(spec, Expr):
-        return CustomActivation(spec, **kwargs)
-    if isinstance(spec, str):
-        if "(" in spec or spec.strip() == "x":
-            return CustomActivation(spec, **kwargs)
-        return keras.layers.Activation(spec, name=kwargs.get("name"))
-    if isinstance(spec, keras.layers.Layer):
-        raise TypeError("pass a factory (e.g. `lambda: PReLU()`) or text, not a layer instance: "
-                        "each activation site needs its own layer")
-    if callable(spec):
-        try:
-            made = spec()
-        except TypeError:  # an activation function such as keras.activations.relu
-            return keras.layers.Activation(spec, name=kwargs.get("name"))
-        if not isinstance(made, keras.layers.Layer):
-            raise TypeError(f"activation factory returned {type(made).__name__}, not a Keras layer")
-        return made
-    raise TypeError(f"cannot make an activation layer from {spec!r}")
+    from .spec import resolve_spec
 
+    return resolve_spec(spec).layer(**kwargs)

@@ -248,39 +248,11 @@ def resolve_activation(fn):
     name nor a parsable function, ``TypeError`` for a layer instance (each activation site
     needs its own layer: pass a factory).
     """
-    from ..backend import keras
-    from ..expr import Expr, parse
-    from ..layers.custom import CustomActivation
+    from ..layers.spec import resolve_spec
 
-    if isinstance(fn, Expr):
-        return fn, str(fn)
-    if isinstance(fn, str):
-        text = fn.strip()
-        if "(" not in text and text != "x" and text.isidentifier():
-            try:
-                keras.activations.get(text)
-            except (ValueError, TypeError):
-                pass  # not a Keras name: let the parser say what is wrong with it
-            else:
-                return text, text
-        expr = parse(text)
-        return expr, str(expr)
-    if isinstance(fn, keras.layers.Layer):
-        raise TypeError("pass a layer factory (e.g. `lambda: PReLU()`) or function text, not "
-                        "a layer instance: every activation site needs its own layer")
-    if callable(fn):
-        name = getattr(fn, "__name__", None)
-        try:
-            made = fn()
-        except Exception:  # noqa: BLE001 - a Keras activation callable needs its input
-            return fn, name or repr(fn)
-        if isinstance(made, CustomActivation):
-            return fn, str(made.fn)
-        if isinstance(made, keras.layers.Layer):
-            return fn, type(made).__name__
-        return fn, name or repr(fn)
-    raise TypeError(f"cannot evaluate {fn!r}: expected function text, an Expr, a Keras "
-                    "activation name or a layer factory")
+    spec = resolve_spec(fn, unsupported="cannot evaluate {spec!r}: expected function text, "
+                                        "an Expr, a Keras activation name or a layer factory")
+    return spec.value, spec.text()
 
 
 # ------------------------------------------------------------------------- callbacks
