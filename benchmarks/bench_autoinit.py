@@ -43,6 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, ROOT)
 
+from keras_actfn import keras_graph  # noqa: E402
 from keras_actfn.backend import describe, keras  # noqa: E402
 
 GOAL_DEPTH = 164
@@ -51,18 +52,11 @@ _INITIALIZED_ATTRS = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurre
                       "bias", "gamma", "beta", "moving_mean", "moving_variance", "embeddings")
 
 
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
 def keras_reinit(model, seed):
     """Re-assign every variable from its layer's own initializer; return how many."""
     keras.utils.set_random_seed(seed)
     count = 0
-    for layer in _all_layers(model):
+    for layer in keras_graph.all_layers(model):
         for attr in _INITIALIZED_ATTRS:
             initializer = getattr(layer, f"{attr}_initializer", None)
             variable = getattr(layer, attr, None)

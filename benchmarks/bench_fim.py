@@ -63,6 +63,7 @@ if ROOT not in sys.path:  # run from a checkout without installing
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_actfn import keras_graph  # noqa: E402
 from keras_actfn.backend import describe, keras  # noqa: E402
 from keras_actfn.models import build_model  # noqa: E402
 from keras_actfn.search.aquasurf import fim  # noqa: E402
@@ -115,7 +116,7 @@ class PeakRSS:
 def capture(model, x, y):
     """Forward/backward pass with fim's hooks: ``[(layer, kind, a, ds)]`` as NumPy float64
     (channels-last, one call per layer) for the Conv/Dense layers."""
-    records = [fim._Record(layer, kind) for layer in fim._all_layers(model)
+    records = [fim._Record(layer, kind) for layer in keras_graph.all_layers(model, tracked=True)
                for kind in [fim._layer_kind(layer)] if kind in ("conv", "dense")]
     hooks = fim._Hooks(records)
     with hooks, tf.GradientTape(watch_accessed_variables=False) as tape:

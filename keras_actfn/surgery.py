@@ -32,18 +32,19 @@ sites are reported as ``"outer_model/inner_model/layer"``. A nested *subclassed*
 copied whole (from its config) without looking inside, and activations applied inside any
 custom layer's ``call`` are invisible to surgery: they are code, not graph.
 
-Everything that differs between Keras 3 and ``tf_keras`` lives in :class:`_KerasAdapter`.
+Everything that differs between Keras 3 and ``tf_keras`` in reading and cloning the model
+lives in :mod:`keras_actfn.keras_graph`.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections import Counter, namedtuple
 
-from .backend import KERAS3, keras
-from .expr import Expr, parse
+from . import keras_graph
+from .backend import keras
 from .layers import BASELINE_LAYERS, CustomActivation
+from .layers.spec import EXPR, resolve_spec
 
 __all__ = ["replace_activations", "find_activation_sites", "hidden_activations",
            "output_layers", "activation_name",
@@ -82,62 +83,11 @@ def normalize_name(name: str) -> str:
     return _ALIASES.get(text, text)
 
 
-# ------------------------------------------------------------------------ Keras adapter
-class _KerasAdapter:
-    """The few facts surgery needs that differ between Keras 3 and ``tf_keras``.
-
-    * where the ``Functional`` class lives (it is internal in both; ``tf_keras`` also flags
-      subclassed models with ``_is_graph_network=False``);
-    * which standalone activation layer classes exist (tf_keras still has
-      ``ThresholdedReLU``; Keras 3 dropped it);
-    * how to read the output shape of a layer's first call (Keras 3 infers symbolic shapes
-      without running ``call``, so an ``activation=`` sublayer is still unbuilt after
-      cloning and must be built from that shape; tf_keras has already built it).
-
-    Cloning itself is the same call in both: ``keras.models.clone_model(model,
-    clone_function=fn)`` calls ``fn`` once per layer (Keras 3 caches by layer identity,
-    tf_keras visits each layer of ``model.layers`` once), so shared layers stay shared.
-    """
-
-    def __init__(self):
-        if KERAS3:
-            module = importlib.import_module("keras.src.models.functional")
-        else:
-            module = importlib.import_module(keras.__name__ + ".src.engine.functional")
-        self.functional_class = module.Functional
-        self.activation_layers = {name: getattr(keras.layers, name) for name in (
-            "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "ThresholdedReLU")
-            if hasattr(keras.layers, name)}
-
-    def is_graph_model(self, obj) -> bool:
-        """A Sequential or Functional model: a layer graph ``clone_model`` can rebuild."""
-        if isinstance(obj, keras.Sequential):
-            return True
-        return (isinstance(obj, self.functional_class)
-                and bool(getattr(obj, "_is_graph_network", True)))
-
-    def clone(self, model, clone_function):
-        return keras.models.clone_model(model, clone_function=clone_function)
-
-    def first_output_shape(self, layer):
-        """Output shape of ``layer``'s first call in its graph, or None if never called."""
-        if not layer._inbound_nodes:
-            return None
-        if KERAS3:
-            outputs = layer._inbound_nodes[0].output_tensors
-            return tuple(outputs[0].shape) if len(outputs) == 1 else None
-        shape = layer.get_output_shape_at(0)
-        return None if isinstance(shape, list) else tuple(shape)
-
-
-_ADAPTER = None
-
-
-def _adapter() -> _KerasAdapter:
-    global _ADAPTER
-    if _ADAPTER is None:
-        _ADAPTER = _KerasAdapter()
-    return _ADAPTER
+# The standalone activation layer classes of the active Keras (tf_keras still has
+# ThresholdedReLU; Keras 3 dropped it).
+_ACTIVATION_LAYERS = {name: getattr(keras.layers, name) for name in (
+    "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "ThresholdedReLU")
+    if hasattr(keras.layers, name)}
 
 
 # ------------------------------------------------------------------------ naming
@@ -148,10 +98,8 @@ def standalone_name(layer):
     for name, cls in BASELINE_LAYERS.items():
         if isinstance(layer, cls):
             return name
-    known = _adapter().activation_layers
-
     def is_a(name):
-        return name in known and isinstance(layer, known[name])
+        return name in _ACTIVATION_LAYERS and isinstance(layer, _ACTIVATION_LAYERS[name])
 
     if is_a("Activation"):
         return activation_name(layer.activation)
@@ -256,32 +204,32 @@ def _make_factory(fn, param_shape, layer_kwargs):
     """A ``make(name, like_layer) -> Layer`` for the replacement, validated up front."""
     if "name" in layer_kwargs:
         raise TypeError("replace_activations names each replacement itself; drop name=")
-    if isinstance(fn, (str, Expr)):
-        fn = parse(fn)  # parsed once; a bad text or argument fails here, before any cloning
-        CustomActivation(fn, param_shape=param_shape, **layer_kwargs)
+    # text is always function text here: parsed once, so a bad text fails before any cloning
+    spec = resolve_spec(fn, keras_names=False, unsupported=(
+        "fn must be activation-function text, an Expr, or a zero-argument callable "
+        "returning a new Keras layer; got {type}"))
+    if spec.kind == EXPR:
+        spec.layer(param_shape=param_shape, **layer_kwargs)  # a bad argument fails here
 
         def make(name, like):
             kwargs = dict(layer_kwargs)
             kwargs.setdefault("dtype", like.dtype_policy)
             kwargs.setdefault("trainable", like.trainable)
-            return CustomActivation(fn, param_shape=param_shape, name=name, **kwargs)
+            return spec.layer(param_shape=param_shape, name=name, **kwargs)
 
         return make
-    if callable(fn):
-        if layer_kwargs or param_shape != "per-channel":
-            raise TypeError("param_shape and layer keyword arguments apply to text/Expr "
-                            "functions; configure the layer inside your factory instead")
+    if layer_kwargs or param_shape != "per-channel":
+        raise TypeError("param_shape and layer keyword arguments apply to text/Expr "
+                        "functions; configure the layer inside your factory instead")
 
-        def make(name, like):
-            layer = fn()
-            if not isinstance(layer, keras.layers.Layer):
-                raise TypeError(f"the factory passed as fn must return a new Keras layer "
-                                f"on each call; it returned {type(layer).__name__}")
-            return layer
+    def make(name, like):
+        layer = fn()
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(f"the factory passed as fn must return a new Keras layer "
+                            f"on each call; it returned {type(layer).__name__}")
+        return layer
 
-        return make
-    raise TypeError("fn must be activation-function text, an Expr, or a zero-argument "
-                    f"callable returning a new Keras layer; got {type(fn).__name__}")
+    return make
 
 
 # ------------------------------------------------------------------------ surgery
@@ -289,7 +237,6 @@ class _Surgeon:
     def __init__(self, matcher, make):
         self.matcher = matcher
         self.make = make
-        self.adapter = _adapter()
         self.memo = {}        # id(original layer) -> clone
         self.pairs = []       # (original, clone, site kind or None, replacement or None)
         self.sites = []
@@ -297,7 +244,7 @@ class _Surgeon:
         self.made = set()
 
     def run(self, model, prefix=""):
-        if not self.adapter.is_graph_model(model):
+        if not keras_graph.is_graph_model(model):
             raise SurgeryError(_subclassed_message(model))
 
         def clone_function(layer):
@@ -306,11 +253,10 @@ class _Surgeon:
                 self.memo[key] = self._clone_layer(layer, prefix)
             return self.memo[key]
 
-        new_model = self.adapter.clone(model, clone_function)
-        return new_model
+        return keras_graph.clone(model, clone_function)
 
     def _clone_layer(self, layer, prefix):
-        if self.adapter.is_graph_model(layer):
+        if keras_graph.is_graph_model(layer):
             return self.run(layer, prefix + layer.name + "/")
         # A nested subclassed model is one opaque layer: cloned from its config, not entered.
         found = _site_name(layer)
@@ -363,7 +309,7 @@ class _Surgeon:
         for _, new, kind, replacement in self.pairs:
             if kind != "argument" or replacement.built:
                 continue
-            shape = self.adapter.first_output_shape(new)
+            shape = keras_graph.first_output_shape(new)
             if shape is not None:
                 replacement.build(shape)
 
@@ -459,15 +405,14 @@ _NOT_ELEMENTWISE = frozenset({"softmax", "log_softmax"})
 
 def output_layers(model) -> list:
     """The layers whose outputs are outputs of ``model`` (entering nested graph models)."""
-    adapter = _adapter()
     if isinstance(model, keras.Sequential):
         found = [model.layers[-1]] if model.layers else []
     else:
-        found = [t._keras_history[0] for t in getattr(model, "outputs", None) or []]
+        found = [keras_graph.tensor_layer(t) for t in getattr(model, "outputs", None) or []]
     out = []
     for layer in found:
         out.append(layer)
-        if adapter.is_graph_model(layer):
+        if keras_graph.is_graph_model(layer):
             out.extend(output_layers(layer))
     return out
 
@@ -489,22 +434,11 @@ def find_activation_sites(model):
 
     The names are what ``targets`` matches; use this to choose them.
     """
-    adapter = _adapter()
-    if not adapter.is_graph_model(model):
+    if not keras_graph.is_graph_model(model):
         raise SurgeryError(_subclassed_message(model))
-    sites, seen = [], set()
-
-    def visit(container, prefix):
-        for layer in container.layers:
-            if id(layer) in seen:
-                continue
-            seen.add(id(layer))
-            if adapter.is_graph_model(layer):
-                visit(layer, prefix + layer.name + "/")
-                continue
-            found = _site_name(layer)
-            if found is not None:
-                sites.append(Site(prefix + layer.name, *found))
-
-    visit(model, "")
+    sites = []
+    for path, layer in keras_graph.walk_layers(model, enter=keras_graph.is_graph_model):
+        found = None if keras_graph.is_graph_model(layer) else _site_name(layer)
+        if found is not None:
+            sites.append(Site(path + layer.name, *found))
     return sites

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import KERAS3, keras, tf
+from .. import keras_graph
 from . import estimators
 from . import compat
 from .moments import ChannelMoments, Moments, with_source
@@ -199,7 +199,7 @@ class AutoInit:
         outputs = propagate(model, inputs, ctx, self.records)
         estimates = {}
         for tensor, m in zip(graph.inputs, inputs):
-            name = _input_layer_name(tensor)
+            name = getattr(keras_graph.tensor_layer(tensor), "name", None)
             if name is not None:
                 estimates[name] = m
         for rec in self.records:
@@ -220,26 +220,8 @@ def load_model_argument(model, custom_objects=None, who="initialize_model"):
         raise AutoInitError(str(err)) from None
 
 
-def _input_layer_name(tensor):
-    history = getattr(tensor, "_keras_history", None)
-    layer = getattr(history, "operation", None) or getattr(history, "layer", None)
-    if layer is None and history is not None:
-        layer = history[0]
-    return getattr(layer, "name", None)
-
-
 def _initialized_layers(model, ctx):
-    seen = set()
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if isinstance(layer, keras.Model):
-            stack.extend(layer.layers)
-        if id(layer) in ctx.initialized:
-            yield layer
+    return [layer for layer in keras_graph.all_layers(model) if id(layer) in ctx.initialized]
 
 
 def _input_moments(model, mean, var):
@@ -259,63 +241,18 @@ def _input_moments(model, mean, var):
     return result
 
 
-# --------------------------------------------------------------------- graph adapter
-@dataclass
-class GraphNode:
-    operation: Any
-    inputs: list       # KerasTensors feeding the node (flattened)
-    outputs: list      # KerasTensors it produces (flattened)
-    call_args: tuple
-    call_kwargs: dict
-
-    @property
-    def input_shapes(self):
-        return [tuple(t.shape) for t in self.inputs]
-
-    @property
-    def output_shapes(self):
-        return [tuple(t.shape) for t in self.outputs]
-
-
-@dataclass
-class Graph:
-    inputs: list
-    outputs: list
-    nodes: list   # topological order
-
-
-def graph_of(model) -> Graph:
-    """The functional graph of ``model`` in topological order (both Kerases)."""
-    inner = getattr(model, "_functional", None)  # Keras 3 Sequential wraps a Functional
-    if KERAS3 and inner is not None:
-        model = inner
-    by_depth = getattr(model, "_nodes_by_depth", None)
-    if not by_depth or not getattr(model, "inputs", None):
+# --------------------------------------------------------------------- the graph
+def graph_of(model) -> keras_graph.Graph:
+    """The functional graph of ``model`` in topological order (both Kerases), or an
+    :class:`AutoInitError` saying how to build a model AutoInit can walk."""
+    graph = keras_graph.functional_graph(model)
+    if graph is None:
         raise AutoInitError(
             f"{type(model).__name__} {getattr(model, 'name', '')!r} has no functional graph: "
             "AutoInit needs a Functional or Sequential model built on keras.Input (a "
             "subclassed model's call() cannot be inspected). Build it functionally, or "
             "call the Sequential model on an input first.")
-    nodes = []
-    for depth in sorted(by_depth, reverse=True):
-        for node in by_depth[depth]:
-            if KERAS3:
-                op, ins, outs = node.operation, node.input_tensors, node.output_tensors
-                args, kwargs = node.arguments.args, node.arguments.kwargs
-            else:
-                op, ins, outs = node.layer, node.keras_inputs, node.outputs
-                args, kwargs = node.call_args, node.call_kwargs
-            nodes.append(GraphNode(op, list(tf.nest.flatten(ins)), list(tf.nest.flatten(outs)),
-                                   tuple(args), dict(kwargs)))
-    return Graph(list(tf.nest.flatten(model.inputs)), list(tf.nest.flatten(model.outputs)), nodes)
-
-
-def _is_model(op) -> bool:
-    return isinstance(op, keras.Model)
-
-
-def _is_input_layer(op) -> bool:
-    return isinstance(op, keras.layers.InputLayer)
+    return graph
 
 
 def propagate(model, input_moments, ctx: Context, records: list) -> list:
@@ -324,7 +261,7 @@ def propagate(model, input_moments, ctx: Context, records: list) -> list:
     known = {id(t): m for t, m in zip(graph.inputs, input_moments)}
     for node in graph.nodes:
         op = node.operation
-        if _is_input_layer(op):
+        if keras_graph.is_input_layer(op):
             continue  # its output tensor is a model input, already known (5.26 / 5.27)
         try:
             ins = [known[id(t)] for t in node.inputs]
@@ -333,9 +270,10 @@ def propagate(model, input_moments, ctx: Context, records: list) -> list:
                                 "from the model's inputs (a constant KerasTensor?)") from None
         rec = Record(op.name, ins, [])
         ctx.node, ctx.record = node, rec
-        if _is_model(op):
+        if keras_graph.is_model(op):
             if not ctx.should_initialize(op):  # a kept nested model keeps every layer inside
-                ctx.initialized.update(id(layer) for layer in op._flatten_layers())
+                inside = [op, *keras_graph.all_layers(op, tracked=True)]
+                ctx.initialized.update(id(layer) for layer in inside)
             outs = propagate(op, ins, ctx, records)
             rec.method = "nested"
         else:

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from .. import keras_graph
 from ..backend import keras, tf
 from .core import AutoInit, AutoInitError, graph_of, load_model_argument
 
@@ -52,23 +53,8 @@ class _MomentProbe(keras.layers.Layer):
         return (2,)
 
 
-def copy_model(model):
-    """A clone of ``model`` with the same weights (``clone_model`` alone re-initializes)."""
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
-def _all_layers(model):
-    """Every layer of ``model``, nested models' layers included."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
 def _weighted_layer_names(model):
-    return sorted({layer.name for layer in _all_layers(model) if layer.weights})
+    return sorted({layer.name for layer in keras_graph.all_layers(model) if layer.weights})
 
 
 class AutoInitVisualizer:
@@ -176,12 +162,13 @@ class AutoInitVisualizer:
 
         model = load_model_argument(model, custom_objects, "AutoInitVisualizer.visualize")
         graph = graph_of(model)  # fails early, with AutoInit's message, on subclassed models
-        nodes = [n for n in graph.nodes if not isinstance(n.operation, keras.layers.InputLayer)]
+        nodes = [n for n in graph.nodes if not keras_graph.is_input_layer(n.operation)]
         names = [n.operation.name for n in nodes]
         inputs = self._gaussian_inputs(graph, input_data_mean, input_data_var, samples, seed,
                                        input_shape)
 
-        models = {"default": copy_model(model), "autoinit": copy_model(model)}
+        models = {"default": keras_graph.copy_model(model),
+                  "autoinit": keras_graph.copy_model(model)}
         self.models = models
         result = {"layers": np.array(names, dtype=object),
                   "classes": np.array([type(n.operation).__name__ for n in nodes],
@@ -271,8 +258,7 @@ class AutoInitVisualizer:
         The linear part is measured by a twin of the layer with ``activation="linear"``
         and the same weights, called on the layer's own input inside the probe."""
         graph = graph_of(model)
-        outer = [n for n in graph.nodes
-                 if not isinstance(n.operation, keras.layers.InputLayer)]
+        outer = [n for n in graph.nodes if not keras_graph.is_input_layer(n.operation)]
         if len(outer) != len(nodes):  # the clone must mirror the original graph
             raise AutoInitError("the cloned model's graph differs from the original's")
         probes = [_MomentProbe()(n.outputs[0]) for n in outer]
@@ -438,7 +424,7 @@ def _linear_twin_output(node):
     the same weights (None for layers without ``activation`` or several inputs)."""
     layer = node.operation
     act = getattr(layer, "activation", None)
-    if act is None or not layer.weights or isinstance(layer, keras.Model) or \
+    if act is None or not layer.weights or keras_graph.is_model(layer) or \
             len(node.inputs) != 1:
         return None
     if getattr(act, "__name__", "") == "linear":
@@ -467,5 +453,5 @@ def _plottable(values, positive=False):
     return values
 
 
-__all__ = ["AutoInitVisualizer", "copy_model", "GID_PREDICTED", "GID_EMPIRICAL", "GID_TARGET",
+__all__ = ["AutoInitVisualizer", "GID_PREDICTED", "GID_EMPIRICAL", "GID_TARGET",
            "GID_PRE_PREDICTED", "GID_PRE_EMPIRICAL"]

@@ -271,6 +271,7 @@ class UserEvaluator:
         (AutoInit unless turned off), compiled like the original.
 
         Returns ``(model, autoinit_status)``."""
+        from .. import keras_graph
         from ..backend import keras
         from ..expr import parse
         from ..surgery import replace_activations
@@ -279,7 +280,7 @@ class UserEvaluator:
         base = self.model.load()
         keras.utils.set_random_seed(int(seed))
         if text == ORIGINAL:
-            net = keras.models.clone_model(base)
+            net = keras_graph.clone(base)
         else:
             net = replace_activations(base, parse(text), targets=self._matcher(base),
                                       param_shape=self.param_shape, keep_weights=False)
@@ -300,7 +301,7 @@ class UserEvaluator:
 
                 status = f"failed: {_short(err)}"
                 keras.utils.set_random_seed(int(seed))
-                net = keras.models.clone_model(net)
+                net = keras_graph.clone(net)
         self._compile(net)
         return net, status
 

@@ -74,6 +74,7 @@ import re
 
 import numpy as np
 
+from ... import keras_graph
 from ...backend import KERAS3, LEGACY, keras, tf
 from ..moments import Moments, moments_of_sample
 from . import register
@@ -259,12 +260,7 @@ register(getattr(keras.layers, "Conv1DTranspose", None),
 def _reverse_calls(layer) -> bool:
     """True when an embedding is also called with ``reverse=True`` (a tied read-out,
     ``h @ E^T``, the convention of keras_hub's ReversibleEmbedding and our TiedEmbedding)."""
-    for node in getattr(layer, "_inbound_nodes", []):
-        arguments = getattr(node, "arguments", None)
-        kwargs = arguments.kwargs if arguments is not None else getattr(node, "call_kwargs", {})
-        if kwargs and kwargs.get("reverse"):
-            return True
-    return False
+    return any(node.call_kwargs.get("reverse") for node in keras_graph.layer_nodes(layer))
 
 
 @register(keras.layers.Embedding)
@@ -557,7 +553,7 @@ class _Spec:
 
 @register(keras.layers.TimeDistributed)
 def _time_distributed(layer, inputs, ctx):
-    from ..core import GraphNode, _is_model, estimate, propagate
+    from ..core import estimate, propagate
 
     inner = layer.layer
     if not ctx.should_initialize(layer):
@@ -566,9 +562,9 @@ def _time_distributed(layer, inputs, ctx):
     if outer is not None:
         spec_in = _Spec((None,) + tuple(outer.input_shapes[0][2:]))
         spec_out = _Spec((None,) + tuple(outer.output_shapes[0][2:]))
-        ctx.node = GraphNode(inner, [spec_in], [spec_out], (spec_in,), {})
+        ctx.node = keras_graph.GraphNode(inner, [spec_in], [spec_out], (spec_in,), {})
     try:
-        if _is_model(inner):
+        if keras_graph.is_model(inner):
             out = propagate(inner, [inputs[0]], ctx, [])
         else:
             out = estimate(inner, [inputs[0]], ctx)

@@ -86,6 +86,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ... import keras_graph
 from ...backend import keras
 
 __all__ = ["FisherResult", "LayerFisher", "fisher_eigenvalues", "activation_fim_features",
@@ -198,31 +199,11 @@ def _layer_kind(layer):
         return "dense"
     if isinstance(layer, _EINSUM):
         return "einsum" if _einsum_plan(layer) is not None else "unsupported"
-    if isinstance(layer, keras.Model) or isinstance(layer, _EXCLUDED):
+    if keras_graph.is_model(layer) or isinstance(layer, _EXCLUDED):
         return None
-    if layer.trainable_weights and not list(_sublayers(layer)):
+    if layer.trainable_weights and not keras_graph.sublayers(layer):
         return "unsupported"
     return None
-
-
-def _sublayers(layer):
-    flatten = getattr(layer, "_flatten_layers", None)
-    if flatten is None:
-        return []
-    return [l for l in flatten(include_self=False, recursive=False)]
-
-
-def _all_layers(model):
-    """Every layer reachable from ``model`` (nested models included), each once, in order."""
-    seen, order, stack = set(), [], list(reversed(_sublayers(model)))
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        order.append(layer)
-        stack.extend(reversed(_sublayers(layer)))
-    return order
 
 
 def _has_bias(layer):
@@ -1291,7 +1272,7 @@ def fisher_eigenvalues(model, x, y=None, labels="model", seed=0, batch_size=None
     block_times = {}
 
     records, skipped = [], []
-    for layer in _all_layers(model):
+    for layer in keras_graph.all_layers(model, tracked=True):
         kind = _layer_kind(layer)
         if kind in _COVERED:
             records.append(_Record(layer, kind))
