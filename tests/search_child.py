@@ -86,6 +86,7 @@ def main():
     summary = run_search(RandomListSearch(seed=args.seed), FakeEvaluator(delay=args.delay),
                          store, budget=args.budget, seed=args.seed)
     store.close()
+    print("tensorflow imported:", "tensorflow" in sys.modules, flush=True)
     print("finished", summary.counts["finished"], flush=True)
 
 

@@ -62,7 +62,9 @@ def test_library_import_registers_layers_and_lazy_exports_resolve():
 def test_command_line_mode_resolves_exports_on_first_use():
     code = ("import sys; sys.argv[0] = 'keras-actfn'; import keras_actfn as ka; "
             "assert 'tensorflow' not in sys.modules; "
-            "f = ka.parse('x*sigmoid(x)'); assert 'tensorflow' in sys.modules; print(f)")
+            "f = ka.parse('x*sigmoid(x)'); assert 'tensorflow' not in sys.modules; "
+            "layer = ka.CustomActivation(f); assert 'tensorflow' in sys.modules; "
+            "print(layer.fn)")
     done = _run(["-c", code])
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "x * sigmoid(x)"

@@ -279,7 +279,10 @@ def _child(store, budget, seed, delay, die_at=None):
                str(seed), "--delay", str(delay)]
     if die_at:
         command += ["--die-at", die_at]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(TESTS.parent))
+    # the child drives the engine with a fake evaluator: it needs no TensorFlow
+    # (KERAS_ACTFN_LAZY_IMPORT), and test_the_engine_runs_without_tensorflow checks it has none
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(TESTS.parent),
+               KERAS_ACTFN_LAZY_IMPORT="1")
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
 
@@ -334,6 +337,15 @@ def test_sigkill_at_any_point_loses_and_duplicates_nothing(tmp_path):
         assert trace(store) == trace(ref)
         assert state["digest"] == ref.latest_state()["digest"]
         assert [e.text for e in store.best(5)] == [e.text for e in ref.best(5)]
+
+
+def test_the_engine_runs_without_tensorflow(tmp_path):
+    """A process that only drives the engine (a search, its journal, equivalence keys, a
+    fake evaluator) imports no TensorFlow when the package is imported lazily."""
+    child = _child(tmp_path / "s.db", 6, 3, 0.0)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err[-2000:]
+    assert "tensorflow imported: False" in out and out.split()[-1] == "6", out
 
 
 # --------------------------------------------------------------------------- process pool

@@ -24,7 +24,42 @@ from typing import Callable
 
 import numpy as np
 import scipy.special as sps
-import tensorflow as tf
+
+
+class _TensorFlowName:
+    """``tf.<path>`` resolved on its first call. The operator table below names TensorFlow
+    functions (``tf.nn.relu``) when it is built; with this stand-in for the ``tf`` module,
+    building it -- and parsing, simplifying, NumPy evaluation, the search engine's
+    equivalence keys -- imports no TensorFlow. The first call imports it and rebinds this
+    module's ``tf`` to the real module, so function bodies use TensorFlow directly after."""
+
+    __slots__ = ("_path", "_fn")
+
+    def __init__(self, path=()):
+        self._path, self._fn = path, None
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _TensorFlowName(self._path + (name,))
+
+    def __call__(self, *args, **kwargs):
+        fn = self._fn
+        if fn is None:
+            import tensorflow
+
+            globals()["tf"] = tensorflow
+            fn = tensorflow
+            for part in self._path:
+                fn = getattr(fn, part)
+            self._fn = fn
+        return fn(*args, **kwargs)
+
+    def __repr__(self):
+        return ".".join(("tf",) + self._path)
+
+
+tf = _TensorFlowName()
 
 VARIADIC = -1
 
