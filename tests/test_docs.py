@@ -101,7 +101,7 @@ STAND_INS = {
         "from keras_actfn.data import load_task\n" + _TEXT_FILES, [], _check_text),
     ("docs/search.md", "search = ka.ActivationSearch(model, method=\"aquasurf\""): (
         "import keras_actfn as ka\n" + _npz_setup(),
-        [("budget=40, fim_limit=300,", "budget=2, fim_limit=24, fim_batch=32, final_top=1, "
+        [("budget=40, fim_limit=300,", "budget=2, fim_limit=8, fim_batch=32, final_top=1, "
           "final_seeds=0,"),
          ('executor="pool", workers=2', 'executor="inprocess"'),
          ("epochs=5", "epochs=1"),

@@ -97,7 +97,7 @@ def test_candidate_replaces_hidden_activations_only(data):
     ("pangaea-nonparametric", {}),
     ("cafe", {"population": 4, "newcomers": 1, "elite": 1}),
     ("cafe-random", {}),
-    ("aquasurf", {"fim_limit": 24, "fim_batch": 32}),
+    ("aquasurf", {"fim_limit": 12, "fim_batch": 32}),
 ])
 def test_every_method_searches_the_user_model(tmp_path, data, method, options):
     x, y, xv, yv = data
@@ -125,7 +125,7 @@ def test_every_method_searches_the_user_model(tmp_path, data, method, options):
         assert "user:" in kind
         with Store(store) as journal:
             cached = journal.features(kind)
-        assert len(cached) == 24
+        assert len(cached) == 12
         valid = [entry for entry in cached.values() if entry["valid"]]
         # one block per weighted layer of the user's model, its weight count as in Keras
         weighted = [layer for layer in make_model().layers if layer.weights]
