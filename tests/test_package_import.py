@@ -79,3 +79,23 @@ def test_every_export_is_the_object_its_module_defines():
     assert set(keras_actfn.__all__) <= set(dir(keras_actfn))
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         keras_actfn.nonexistent  # noqa: B018
+
+
+@pytest.mark.parametrize("module,names", [
+    ("keras_actfn", ["AutoInit", "evaluate_activation", "ActivationSearch", "CustomActivation",
+                     "replace_activations", "parse"]),
+    ("keras_actfn.search", ["ActivationSearch", "run_search", "Store", "Pangaea",
+                            "CafeEvolution"]),
+    ("keras_actfn.search.engine", ["run_search", "Store", "make_executor", "RayExecutor",
+                                   "SearchAlgorithm"]),
+    ("keras_actfn.search.aquasurf", ["load_benchmark", "FunctionDatabase"]),
+    ("keras_actfn.search.grafs", ["grafs_search", "run_grafs", "get_preset", "PRESETS"]),
+])
+def test_packages_export_their_entry_points(module, names):
+    """The entry points the docs use come from the packages' own namespaces (the docs'
+    import paths themselves are resolved by tests/test_docs.py)."""
+    import importlib
+
+    package = importlib.import_module(module)
+    for name in names:
+        assert name in package.__all__ and getattr(package, name) is not None, (module, name)
