@@ -94,6 +94,7 @@ def test_grafs_protocol_from_the_command_line(tmp_path, capsys):
     GRAFS Tables 1-3 trained through the harness, the overhead ratio and the weight plot."""
     png = tmp_path / "w.png"
     code = main(["search", "grafs", "--epochs", "2", "--seeds", "1", "--final-seeds", "1",
+                 "--final-epochs", "1",
                  "--plot", str(png), "-q", "--store", str(tmp_path / "grafs.db")])
     assert code == 0
     out = capsys.readouterr().out
@@ -103,3 +104,14 @@ def test_grafs_protocol_from_the_command_line(tmp_path, capsys):
     ratio = re.search(r"search time / one evaluation run: .* = ([0-9.]+)", out)
     assert ratio and float(ratio.group(1)) > 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_final_epochs_is_refused_where_it_would_be_ignored(tmp_path, capsys):
+    """--final-epochs shortens a zoo GRAFS run's final comparison; a model-file search trains
+    its comparison with --epochs, so the flag is refused there, before anything is made."""
+    store = tmp_path / "s.db"
+    code = main(["search", "grafs", "--model", str(tmp_path / "m.keras"), "--data",
+                 str(tmp_path / "d.npz"), "--final-epochs", "1", "--store", str(store)])
+    assert code == 2
+    assert "--final-epochs applies to zoo GRAFS runs" in capsys.readouterr().err
+    assert not store.exists()

@@ -182,6 +182,9 @@ def _method_arguments(p, method):
                        help="first epoch (iteration-based preset: iteration) with drops")
         p.add_argument("--subset", type=positive_int, default=None, metavar="N",
                        help="search on N training examples (class-balanced; smoke runs)")
+        p.add_argument("--final-epochs", type=positive_int, default=None, metavar="E",
+                       help="epochs of each final-comparison run (default: the preset "
+                            "recipe's; smoke runs)")
         p.add_argument("--targets", default=None, metavar="A[,B]",
                        help="activations the search cells replace (default: the preset's; "
                             "model file: every hidden one)")
@@ -254,7 +257,9 @@ def _search_grafs(args) -> int:
                            search_train=args.subset, eval_seeds=max(args.final_seeds, 0),
                            plot=args.plot, log=(lambda *a: None) if args.quiet else print,
                            checkpoint=args.checkpoint, store=store, executor=executor,
-                           workers=args.workers, ray_address=args.ray_address)
+                           workers=args.workers, ray_address=args.ray_address,
+                           eval_overrides=({"epochs": args.final_epochs}
+                                           if args.final_epochs else None))
     finally:
         if not isinstance(executor, str):
             executor.close()
@@ -459,6 +464,9 @@ def _search_user_model(args) -> int:
         raise UsageError("--task apply to zoo searches; with --model FILE give your data "
                          "with --data")
     options = _method_options(args)
+    if getattr(args, "final_epochs", None) is not None:
+        raise UsageError("--final-epochs applies to zoo GRAFS runs; with --model FILE the "
+                         "final comparison trains with --epochs")
     if args.algorithm == "grafs":
         options.update({k: getattr(args, k) for k in (
             "warm_start", "preset", "accumulation", "max_iters", "eval_interval",
