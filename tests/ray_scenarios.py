@@ -139,7 +139,7 @@ def driver(argv):
     from keras_actfn.search.engine.driver import run_search
     from keras_actfn.search.engine.executors import RayExecutor
 
-    # started before the cluster (importing TensorFlow takes a while): wait for its
+    # started before the cluster (importing Ray takes a while): wait for its
     # address, and for the go of the scenario when this driver resumes a killed one
     while not os.path.exists(args.address_file):
         time.sleep(0.05)
@@ -299,10 +299,14 @@ def main(out_path):
     # the namespace holds only lo and this process tree: no one else can reach the
     # cluster, so Ray's token authentication (a token in ~/.ray, shared with the user's
     # own clusters) stays off rather than touching the home folder
+    # KERAS_ACTFN_LAZY_IMPORT: this process and the drivers only drive the engine and
+    # import no TensorFlow (each import costs seconds of the two cores); Ray's workers
+    # import it once when they start (configure_worker), as the tests check
     os.environ.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled",
+                      KERAS_ACTFN_LAZY_IMPORT="1",
                       PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]))
     tmp = tempfile.mkdtemp(prefix="ray-scenarios-")
-    drivers = start_drivers(tmp)  # first: they import TensorFlow while the head starts
+    drivers = start_drivers(tmp)  # first: they import the engine while the head starts
     try:
         import ray
         import search_fakes  # noqa: F401 - imported before the scenario threads start

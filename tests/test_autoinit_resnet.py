@@ -176,20 +176,22 @@ def test_tracked_channel_moments_match_the_network():
 
 
 def test_autoinit_is_unbiased_over_weight_draws():
-    """Mean over 40 AutoInit draws of every weighted layer's output variance is in
-    [0.5, 2] x signal_variance (ResNet-v1-56 without BatchNormalization: 142 layers)."""
+    """Mean over 12 AutoInit draws of every weighted layer's output variance is within
+    [0.8, 1.25] x signal_variance (ResNet-v1-56 without BatchNormalization: 142 layers).
+    Measured: [0.94, 1.07] over 10 draws, [0.95, 1.09] over 40 -- a band tighter than the
+    single-draw BAND, which more draws would not make more telling."""
     model = resnet_v1(56, batchnorm=False, input_shape=(32, 32, 3))
     layers = _weighted(model)
     probe = _probe(model, layers)
     x = _gaussian((4, 32, 32, 3))
     s = 2.0  # a non-unit target: every layer should follow it
     draws = []
-    for seed in range(40):
+    for seed in range(12):
         _autoinit(model, seed=seed, signal_variance=s)
         draws.append(_variances(probe, x))
     mean = np.mean(draws, axis=0) / s
     bad = [(layer.name, round(v, 3)) for layer, v in zip(layers, mean)
-           if not BAND[0] <= v <= BAND[1]]
+           if not 0.8 <= v <= 1.25]
     assert not bad, bad
 
 

@@ -16,24 +16,28 @@ from scipy import stats
 import keras_actfn as ka
 from keras_actfn.search.engine.store import Store
 from keras_actfn.train.user_model import ORIGINAL
+from shared_results import run_once
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import evidence_user_model
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    out = tmp_path_factory.mktemp("evidence")
-    returned = evidence_user_model.main(["--smoke", "--quiet", "--out", str(out),
-                                         "--only", "pangaea", "stream"])
-    with open(out / "results.json") as f:
-        results = json.load(f)
-    assert results == json.loads(json.dumps(returned))  # what it wrote is what it found
-    return out, results
+    def run(out):
+        sys.path.insert(0, str(SCRIPTS))
+        try:
+            import evidence_user_model
+        finally:
+            sys.path.remove(str(SCRIPTS))
+        returned = evidence_user_model.main(["--smoke", "--quiet", "--out", str(out),
+                                             "--only", "pangaea", "stream"])
+        with open(out / "results.json") as f:
+            results = json.load(f)
+        assert results == json.loads(json.dumps(returned))  # what it wrote is what it found
+        return results
+
+    # one run for both xdist workers (the module's tests may be split between them)
+    return run_once(tmp_path_factory, "evidence-smoke", run)
 
 
 def _close(a, b):

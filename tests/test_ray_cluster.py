@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
 import ray_scenarios as scenarios  # noqa: E402
+from shared_results import run_once  # noqa: E402
 
 LOOPBACK = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
 
@@ -45,12 +46,17 @@ def _namespace_problem() -> str | None:
 
 @pytest.fixture(scope="module")
 def facts(tmp_path_factory):
+    # one cluster run for both xdist workers (the module's tests may be split between them)
+    return run_once(tmp_path_factory, "ray-facts", _run_scenarios)[1]
+
+
+def _run_scenarios(folder):
     problem = _namespace_problem()
     if problem is not None:
         pytest.fail(f"the real-Ray tests run Ray in a network namespace holding only lo "
                     f"(unshare --net, as root) so that it never talks beyond 127.0.0.1, and "
                     f"that is not possible here: {problem}", pytrace=False)
-    out = tmp_path_factory.mktemp("ray") / "facts.json"
+    out = folder / "facts.json"
     run = subprocess.run(
         ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$0" "$1" "$2"',
          sys.executable, str(HERE / "ray_scenarios.py"), str(out)],

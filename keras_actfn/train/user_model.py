@@ -372,6 +372,9 @@ class UserEvaluator:
             raise UserInputError(f"the model cannot run on the data's inputs of shape "
                                  f"{_batch_text(got)} ({type(err).__name__}: "
                                  f"{keras_reason(err)})") from None
+        # one batch, eagerly: tracing Keras's test function for it would cost more than
+        # the batch itself (seconds for a large network; the candidates trace their own)
+        net.run_eagerly = True
         try:
             logs = net.evaluate(tf.data.Dataset.from_tensors((xb, yb)), verbose=0,
                                 return_dict=True)
