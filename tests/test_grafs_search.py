@@ -1,4 +1,5 @@
-"""GRAFS search loop: a smoke run on the MNIST-1D CNN with a tiny subset."""
+"""GRAFS search loop on the MNIST-1D CNN with a tiny subset: a search interrupted and
+resumed from its checkpoint (and what it finds), re-specialization, augmentation."""
 
 import json
 
@@ -26,52 +27,6 @@ def test_split_is_75_25_and_disjoint():
     assert len(xt) == 75 and len(xv) == 25
     assert set(xt[:, 0]).isdisjoint(xv[:, 0]) and set(xt[:, 0]) | set(xv[:, 0]) == set(range(100))
     np.testing.assert_array_equal(xt[:, 0], yt)
-
-
-def test_smoke_search_on_mnist1d_cnn(task):
-    lines = []
-    # the base model's weights come from Keras's global generator: seeded, so the function
-    # found (and whether it stays finite in the untrained base below) does not depend on
-    # which tests ran before in this process
-    keras.utils.set_random_seed(0)
-    base = mnist1d_cnn()
-    result = grafs_search(base, task, epochs=3, warm_start_epochs=1, batch_size=32, seed=0,
-                          respecialize=1.0, log=lines.append)
-    # the warm start's end and the drops change tensors and variables, never the trace
-    assert result.traces == 1
-    assert result.history[0]["trace_seconds"] > 0 and result.history[1]["trace_seconds"] == 0
-    assert len(lines) == 3 and "left [23, 23, 23, 23, 9, 9]" in lines[0]
-    assert [h["phase"] for h in result.history] == ["warm", "search", "search"]
-    # S = 2 E0 = 2: every one of the D - 6 = 104 drops happens at epoch 2 of a 3-epoch search
-    assert [h["dropped"] for h in result.history] == [0, 104, 0]
-    assert result.history[-1]["operators_left"] == [1] * 6
-    for h in result.history:
-        assert np.isfinite(h["train_loss"]) and np.isfinite(h["valid_loss"])
-        for w in h["weights"]:
-            assert w.sum() == pytest.approx(1.0, abs=1e-5)
-    # the cell's distribution parameters were trained (moved away from their start near 0)
-    assert np.max(np.abs(result.parameters.unary_logits.numpy())) > 0.01
-    cells = [l for l in result.model.layers if isinstance(l, SearchCell)]
-    assert len(cells) == 3 and all(c.parameters is result.parameters for c in cells)
-    # the original model is untouched and the found function drops into it
-    fn = parse(result.function)
-    assert str(fn) == result.function
-    # the export is the argmax cell simplified without folding: the same values everywhere
-    from keras_actfn.expr import evaluate
-    from keras_actfn.expr.simplify import simplify
-    from keras_actfn.search.grafs import discretize
-
-    cell = discretize(result.parameters)
-    assert fn == simplify(cell, fold=False) and fn.node_count <= cell.node_count
-    grid = np.linspace(-6, 6, 1201)
-    with np.errstate(all="ignore"):
-        np.testing.assert_array_equal(evaluate(fn, grid), evaluate(cell, grid))
-    parse(result.function_clipped)
-    final = replace_activations(base, result.function, targets="relu")
-    x = task.arrays("test")[0][:8].astype("float32")
-    out = final(x).numpy()
-    assert out.shape == (8, 10) and np.all(np.isfinite(out))
-    assert sum(isinstance(l, CustomActivation) for l in final.layers) == 3
 
 
 def test_respecialize_retraces_with_only_the_active_operators(task):
@@ -123,22 +78,37 @@ def test_augment_specs(task):
         _augmentation("mixup", image)
 
 
-def test_checkpoint_resumes_after_the_last_saved_epoch(task, tmp_path):
+def test_search_checkpoints_resumes_and_exports(task, tmp_path):
+    """A 3-epoch search on the MNIST-1D CNN interrupted after epoch 2 and resumed from its
+    checkpoint: the schedule, the traces, the saved state and the optimizer's state, and
+    the result of the whole run (what every search gives: :func:`_check_result`)."""
     class Interrupt(Exception):
         pass
 
+    first_lines = []
+
     def stop_after_epoch_2(line):
+        first_lines.append(line)
         if line.startswith("GRAFS epoch 2/"):
             raise Interrupt
 
     kwargs = dict(epochs=3, warm_start_epochs=1, batch_size=32, seed=0, respecialize=1.0,
                   checkpoint=tmp_path / "run")
+    # the base model's weights come from Keras's global generator: seeded, so the function
+    # found (and whether it stays finite in the untrained base below) does not depend on
+    # which tests ran before in this process
+    keras.utils.set_random_seed(0)
+    base = mnist1d_cnn()
     with pytest.raises(Interrupt):
-        grafs_search(mnist1d_cnn(), task, log=stop_after_epoch_2, **kwargs)
+        grafs_search(base, task, log=stop_after_epoch_2, **kwargs)
+    assert len(first_lines) == 2 and "left [23, 23, 23, 23, 9, 9]" in first_lines[0]
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["epoch"] == 2 and [len(a) for a in state["active"]] == [1] * 6
     steps = int(len(task.arrays("train")[0]) * 0.75) // 32
     assert state["history"][-1]["updates"] == 2 * steps
+    # the warm start's end and the drops change tensors and variables, never the trace
+    assert state["history"][0]["trace_seconds"] > 0
+    assert state["history"][1]["trace_seconds"] == 0
 
     lines = []
     resumed = grafs_search(mnist1d_cnn(), task, log=lines.append, **kwargs)
@@ -150,6 +120,10 @@ def test_checkpoint_resumes_after_the_last_saved_epoch(task, tmp_path):
     # the optimizer's state came back: this call made one epoch of updates, the count is 3
     assert resumed.history[-1]["updates"] == 3 * steps
     assert resumed.parameters.operators_left() == [1] * 6
+    assert [h["phase"] for h in resumed.history] == ["warm", "search", "search"]
+    # one trace per run (the interrupted one's and this one's), none at the drops
+    assert resumed.traces == 2 and resumed.history[2]["trace_seconds"] > 0
+    _check_result(resumed, base, task)
     # a finished search returns its saved result without training
     again = grafs_search(mnist1d_cnn(), task, log=lines.append, **kwargs)
     assert again.function == resumed.function and again.history[-1]["epoch"] == 3
@@ -170,3 +144,36 @@ def test_checkpoint_resumes_after_the_last_saved_epoch(task, tmp_path):
 
 def state_now(tmp_path):
     return json.loads((tmp_path / "run" / "state.json").read_text())
+
+
+def _check_result(result, base, task):
+    """What every finished search gives: finite losses, operator weights on the simplex,
+    trained distribution parameters shared by all cells, and an exported function that is
+    the argmax cell simplified and drops into the original model ``base``."""
+    for h in result.history:
+        assert np.isfinite(h["train_loss"]) and np.isfinite(h["valid_loss"])
+        for w in h["weights"]:
+            assert np.sum(w) == pytest.approx(1.0, abs=1e-5)
+    # the cell's distribution parameters were trained (moved away from their start near 0)
+    assert np.max(np.abs(result.parameters.unary_logits.numpy())) > 0.01
+    cells = [l for l in result.model.layers if isinstance(l, SearchCell)]
+    assert len(cells) == 3 and all(c.parameters is result.parameters for c in cells)
+    fn = parse(result.function)
+    assert str(fn) == result.function
+    # the export is the argmax cell simplified without folding: the same values everywhere
+    from keras_actfn.expr import evaluate
+    from keras_actfn.expr.simplify import simplify
+    from keras_actfn.search.grafs import discretize
+
+    cell = discretize(result.parameters)
+    assert fn == simplify(cell, fold=False) and fn.node_count <= cell.node_count
+    grid = np.linspace(-6, 6, 1201)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(evaluate(fn, grid), evaluate(cell, grid))
+    parse(result.function_clipped)
+    # the original model is untouched and the found function drops into it
+    final = replace_activations(base, result.function, targets="relu")
+    x = task.arrays("test")[0][:8].astype("float32")
+    out = final(x).numpy()
+    assert out.shape == (8, 10) and np.all(np.isfinite(out))
+    assert sum(isinstance(l, CustomActivation) for l in final.layers) == 3
