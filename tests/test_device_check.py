@@ -70,10 +70,17 @@ def test_device_check_fim_activation_autoinit(device_check, tmp_path):
             assert v["max_rel_diff_vs_unfused"] <= 1e-5
             assert variants[v["variant"].replace(" fused", " unfused")]["fused_in_use"] is False
         if v["baseline"]:
-            assert v["ratio"] > 0 and v["goal"] in (1.05, 1.3, 2.0)
+            assert v["ratio"] > 0 and v["goal"] in (1.05, 1.3, 2.0, None)
+        # a goal row's floor is the lower of its floor function's two ratios
+        for stem, floor in device_check.FLOORS.items():
+            if v["variant"].startswith(stem + " "):
+                assert v["floor_ratio"] == min(variants[floor + " fused"]["ratio"],
+                                               variants[floor + " unfused"]["ratio"])
     results = {r["item"]: r["result"] for r in saved["rows"] if r["section"] == "activation"}
     assert results["relu (Keras)"] == "baseline"
-    assert all(results[k] in ("PASS", "MISS") for k in results if "Keras" not in k)
+    assert all(results[k] == "floor" for k in results if k.startswith("floor "))
+    assert all(results[k] in ("PASS", "MISS") for k in results
+               if "Keras" not in k and not k.startswith("floor "))
 
     # (d) AutoInit on the tiny ResNet: every graph layer visited, finite output
     autoinit = saved["sections"]["autoinit"]
