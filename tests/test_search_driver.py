@@ -349,7 +349,10 @@ def test_the_engine_runs_without_tensorflow(tmp_path):
 
 
 # --------------------------------------------------------------------------- process pool
-def test_local_pool_two_workers_lose_nothing(tmp_path):
+def test_local_pool_two_workers_lose_nothing(tmp_path, monkeypatch):
+    # the workers only run the fake evaluator: they need not import TensorFlow (the
+    # library's lazy mode, inherited by the spawned workers)
+    monkeypatch.setenv("KERAS_ACTFN_LAZY_IMPORT", "1")
     log = tmp_path / "calls.log"
     path = tmp_path / "pool.db"
     budget = 16
