@@ -255,6 +255,9 @@ def configure(p, k, rng):
     p.mix_weight.assign(rng.normal(0, 1.5, size=p.mix_weight.shape).astype("float32"))
 
 
+# the export's arithmetic against the cell's forward: TensorFlow code, the same under either
+# Keras (the cell's forward under tf_keras: the masked-cell and gradient tests)
+@pytest.mark.single_backend
 def test_export_reproduces_discretized_cell():
     rng = np.random.default_rng(5)
     p = CellParameters(seed=0)

@@ -29,6 +29,9 @@ def test_split_is_75_25_and_disjoint():
     np.testing.assert_array_equal(xt[:, 0], yt)
 
 
+# the retrace is GrafsSearch's own tf.function logic; the search loop under tf_keras is
+# traced by the checkpoint test
+@pytest.mark.single_backend
 def test_respecialize_retraces_with_only_the_active_operators(task):
     from keras_actfn.models import mnist1d_mlp
 
@@ -43,7 +46,7 @@ def test_respecialize_retraces_with_only_the_active_operators(task):
     parse(result.function)
 
 
-@pytest.mark.single_backend   # the data pipeline; the search under tf_keras: the smoke test
+@pytest.mark.single_backend   # the data pipeline; the search under tf_keras: the checkpoint test
 def test_augment_reaches_both_parts_of_the_split(task):
     # an "augmentation" that relabels every example as class 0: when it is applied to the
     # search batches, both losses fall far below chance (ln 10 = 2.30) within two epochs,
