@@ -160,6 +160,55 @@ def test_embed_union_deterministic_and_local(features):
     _check_local(fns, coords)
 
 
+_CHILD = """
+import sys
+sys.modules["tensorflow"] = None  # not needed here: umap-learn's optional ParametricUMAP
+import numpy as np
+import umap, umap.umap_
+from numba.core.dispatcher import Dispatcher
+from keras_actfn.search.aquasurf.features import embed
+
+def dispatchers():
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.startswith("umap"):
+            for value in list(vars(module).values()):
+                if isinstance(value, Dispatcher) and value.__module__.startswith("umap"):
+                    yield value
+
+# functions given explicit signatures are compiled when umap is imported, before caching
+# can be turned on: only the ones the fit compiles count
+eager = {id(d) for d in dispatchers() if d.overloads}
+data = np.load(sys.argv[1])
+coords = embed(fim_features=data["fim"], outputs=data["outputs"], seed=0)
+np.save(sys.argv[2], coords)
+lazy = [d for d in dispatchers() if id(d) not in eager]
+print(sum(sum(d.stats.cache_hits.values()) for d in lazy),
+      sum(sum(d.stats.cache_misses.values()) for d in lazy))
+"""
+
+
+def test_umap_compilation_is_cached_across_processes(features, tmp_path):
+    """umap-learn's numba code is compiled once and kept on disk (cache_umap_compilation):
+    after this process has embedded, a new process embedding the same features loads every
+    function the fit compiles from the cache (no miss: nothing compiled) and gets the same
+    coordinates."""
+    import os
+    import subprocess
+    import sys
+
+    _, outputs, fim, _ = features
+    coords = embed(fim_features=fim, outputs=outputs, seed=0)
+    np.savez(tmp_path / "features.npz", fim=fim, outputs=outputs)
+    env = dict(os.environ, KERAS_ACTFN_LAZY_IMPORT="1", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "features.npz"),
+                           str(tmp_path / "coords.npy")], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    hits, misses = map(int, done.stdout.split()[-2:])
+    assert misses == 0 and hits >= 5, (hits, misses)  # uncached: 0 hits, 0 misses
+    np.testing.assert_array_equal(np.load(tmp_path / "coords.npy"), coords)
+
+
 def test_embed_outputs_only(features):
     fns, outputs, _, _ = features
     coords, models = embed(outputs=outputs, seed=1, return_models=True)

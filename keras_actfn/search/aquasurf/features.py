@@ -256,8 +256,47 @@ FIM_UMAP = {"metric": "manhattan", "n_neighbors": 3, "min_dist": 0.1}
 OUTPUT_UMAP = {"metric": "euclidean", "n_neighbors": 15, "min_dist": 0.1}
 
 
+_UMAP_CACHED = False
+
+
+def cache_umap_compilation() -> int:
+    """Let numba keep umap-learn's compiled code on disk, so it is compiled once per
+    installation instead of once per process: umap-learn's own numba functions are not
+    cached (pynndescent's are), and compiling them costs every new process ~13 s on a
+    2-core CPU at its first fit -- each pool or Ray worker, each command, each test
+    process. numba writes the cache beside umap's sources, or in the user's cache folder
+    when that is read-only, and recompiles when umap-learn changes; a function it cannot
+    cache is left as it is. Done once per process, before the first fit; returns how many
+    functions it turned caching on for."""
+    global _UMAP_CACHED
+    if _UMAP_CACHED:
+        return 0
+    _UMAP_CACHED = True
+    import sys
+
+    import umap  # noqa: F401 - imports the submodules the fit uses
+    import umap.umap_  # noqa: F401
+    from numba.core.dispatcher import Dispatcher
+
+    count = 0
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "umap" or name.startswith("umap.")):
+            continue
+        for value in list(vars(module).values()):
+            if (isinstance(value, Dispatcher) and value.__module__.startswith("umap")
+                    and type(getattr(value, "_cache", None)).__name__ == "NullCache"):
+                try:
+                    value.enable_caching()
+                    count += 1
+                except Exception:  # noqa: BLE001 - no cache location: compiled per process
+                    pass
+    return count
+
+
 def _fit_umap(data, settings, seed, n_components):
     import umap  # optional dependency: the [aquasurf] extra
+
+    cache_umap_compilation()
 
     n = data.shape[0]
     settings = dict(settings)
