@@ -165,23 +165,15 @@ import sys
 sys.modules["tensorflow"] = None  # not needed here: umap-learn's optional ParametricUMAP
 import numpy as np
 import umap, umap.umap_
-from numba.core.dispatcher import Dispatcher
-from keras_actfn.search.aquasurf.features import embed
-
-def dispatchers():
-    for name, module in list(sys.modules.items()):
-        if module is not None and name.startswith("umap"):
-            for value in list(vars(module).values()):
-                if isinstance(value, Dispatcher) and value.__module__.startswith("umap"):
-                    yield value
+from keras_actfn.search.aquasurf.features import embed, umap_dispatchers
 
 # functions given explicit signatures are compiled when umap is imported, before caching
 # can be turned on: only the ones the fit compiles count
-eager = {id(d) for d in dispatchers() if d.overloads}
+eager = {id(d) for d in umap_dispatchers() if d.overloads}
 data = np.load(sys.argv[1])
 coords = embed(fim_features=data["fim"], outputs=data["outputs"], seed=0)
 np.save(sys.argv[2], coords)
-lazy = [d for d in dispatchers() if id(d) not in eager]
+lazy = [d for d in umap_dispatchers() if id(d) not in eager]
 print(sum(sum(d.stats.cache_hits.values()) for d in lazy),
       sum(sum(d.stats.cache_misses.values()) for d in lazy))
 """

@@ -259,6 +259,20 @@ OUTPUT_UMAP = {"metric": "euclidean", "n_neighbors": 15, "min_dist": 0.1}
 _UMAP_CACHED = False
 
 
+def umap_dispatchers():
+    """The numba-compiled functions of the umap-learn modules imported so far."""
+    import sys
+
+    from numba.core.dispatcher import Dispatcher
+
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "umap" or name.startswith("umap.")):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Dispatcher) and value.__module__.startswith("umap"):
+                yield value
+
+
 def cache_umap_compilation() -> int:
     """Let numba keep umap-learn's compiled code on disk, so it is compiled once per
     installation instead of once per process: umap-learn's own numba functions are not
@@ -272,24 +286,17 @@ def cache_umap_compilation() -> int:
     if _UMAP_CACHED:
         return 0
     _UMAP_CACHED = True
-    import sys
-
     import umap  # noqa: F401 - imports the submodules the fit uses
     import umap.umap_  # noqa: F401
-    from numba.core.dispatcher import Dispatcher
 
     count = 0
-    for name, module in list(sys.modules.items()):
-        if module is None or not (name == "umap" or name.startswith("umap.")):
-            continue
-        for value in list(vars(module).values()):
-            if (isinstance(value, Dispatcher) and value.__module__.startswith("umap")
-                    and type(getattr(value, "_cache", None)).__name__ == "NullCache"):
-                try:
-                    value.enable_caching()
-                    count += 1
-                except Exception:  # noqa: BLE001 - no cache location: compiled per process
-                    pass
+    for function in umap_dispatchers():
+        if type(getattr(function, "_cache", None)).__name__ == "NullCache":
+            try:
+                function.enable_caching()
+                count += 1
+            except Exception:  # noqa: BLE001 - no cache location: compiled per process
+                pass
     return count
 
 
