@@ -36,7 +36,8 @@ _EXPORTS = {
     "BASELINE_FUNCTIONS": ".library", "DISCOVERED_FUNCTIONS": ".library",
     "SurgeryError": ".surgery", "find_activation_sites": ".surgery",
     "replace_activations": ".surgery",
-    "ActivationSearch": ".search.user", "evaluate_activation": ".train",
+    "ActivationSearch": ".search.user", "UserInputError": ".train.user_model",
+    "evaluate_activation": ".train",
     "AutoInit": ".autoinit", "AutoInitVisualizer": ".autoinit",
     "keras_description": (".backend", "describe"),
 }

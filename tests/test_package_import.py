@@ -83,7 +83,7 @@ def test_every_export_is_the_object_its_module_defines():
 
 @pytest.mark.parametrize("module,names", [
     ("keras_actfn", ["AutoInit", "evaluate_activation", "ActivationSearch", "CustomActivation",
-                     "replace_activations", "parse"]),
+                     "replace_activations", "parse", "UserInputError"]),
     ("keras_actfn.search", ["ActivationSearch", "run_search", "Store", "Pangaea",
                             "CafeEvolution"]),
     ("keras_actfn.search.engine", ["run_search", "Store", "make_executor", "RayExecutor",

@@ -293,6 +293,12 @@ def test_input_shape_mismatch_names_both_shapes(tmp_path, data):
 def test_labels_that_do_not_fit_the_output(tmp_path, data):
     x, y, xv, yv = data
     _bad(tmp_path, data, r"labels .*output of shape \(batch, 4\)", y=y + 10)
+    # the cause as TensorFlow states it, without its op-dispatch wrapping
+    with pytest.raises(UserInputError) as info:
+        _search(make_model(), tmp_path / "labels.db").search(x, y + 10, validation_data=(xv, yv),
+                                                             **FIT)
+    assert "Received a label value of" in str(info.value)
+    assert "function_node" not in str(info.value) and "[Op:" not in str(info.value)
     _bad(tmp_path, data, r"labels of shape \(batch, 3\)", y=np.zeros((len(y), 3), "int32"))
 
 

@@ -198,12 +198,14 @@ def prepare(task=None, model=None, recipe="quick", **overrides) -> EvaluationPla
 
 def keras_reason(err) -> str:
     """The line of a Keras error that says what is wrong (Keras 3 wraps it in "Exception
-    encountered when calling ...", terminal colour codes and the call's arguments)."""
+    encountered when calling ...", terminal colour codes and the call's arguments; an eager
+    TensorFlow op error in its ``{{function_node ...}}`` prefix and ``[Op:...] name:`` tail)."""
     import re
 
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
     for line in text.splitlines():
-        line = line.strip()
+        line = re.sub(r"\s*\[Op:[^\]]*\]( name:.*)?$", "", line.strip())
         if line and not line.startswith(("Exception encountered", "Arguments received")):
             return line[:300]
     return type(err).__name__
